@@ -4,6 +4,7 @@ Each import is guarded only for modules still under construction; once a module
 exists, an import error in it must surface, so no blanket try/except here.
 """
 import importlib
+import importlib.util
 
 _REGISTERING_MODULES = [
     "spacy_rnn.ml.embed",

@@ -4,6 +4,7 @@ Each sub-command lives in its own module under `spacy_rnn.cli` and adds itself
 to `app` on import; this module only collects them.
 """
 import importlib
+import importlib.util
 
 import typer
 
