@@ -1,0 +1,449 @@
+"""NER and text-classification evaluation: one module behind the CLI, the
+scorers, the baselines and the workflows.
+
+Sequence metrics are computed per sentence of the reference, as conlleval
+does: each gold sentence (the reference doc's `doc.sents` when it has
+SENT_START annotation; otherwise the whole doc) is one tag sequence. A model
+that runs over whole documents can predict an entity that crosses a gold
+sentence boundary; per sentence, that prediction is cut at the boundary (the
+piece after it starts with `I-`), which is what conlleval, seqeval and the
+published CoNLL figures assume. spaCy's own `ents_*` figures are per document
+(as `spacy.ner_scorer.v1` computes them) and are reported next to them.
+
+Public API
+----------
+evaluate_ner(gold_docs, pred_docs) -> dict
+    {"unit", "n_docs", "n_sentences", "n_tokens", "labels",
+     "spacy": {p, r, f, per_type},
+     "seqeval": {"default": {p, r, f, support, per_type}, "strict": {...}},
+     "semeval": {"strict"|"exact"|"partial"|"type": {p, r, f, correct, incorrect,
+                 partial, missed, spurious, possible, actual, per_type}}}
+    All figures are fractions in [0, 1]; an undefined figure (nothing to find
+    and nothing predicted) is 0.0, as conlleval prints it.
+evaluate_tags(gold_seqs, pred_seqs) -> dict
+    The "seqeval" and "semeval" parts of the above, from IOB2 tag sequences
+    (lists of lists of str). Raw tag input is where seqeval's two modes differ:
+    "default" is conlleval-compatible (an `I-X` after `O` opens an entity),
+    "strict" is IOB2 strict mode (only `B-X` opens one).
+sentence_sequences(gold_docs, pred_docs) -> (gold_seqs, pred_seqs)
+    Per-sentence IOB2 tags of the reference and of the prediction projected
+    onto the reference tokens.
+example_sequences(examples) -> (gold_seqs, pred_seqs)
+    The same from spaCy `Example`s (used by the registered scorer).
+evaluate_textcat(gold_docs, pred_docs, positive_label=None, threshold=0.5) -> dict
+    {"labels", "n_docs", "accuracy", "macro_f1", "per_class": {L: {p, r, f, support}},
+     "confusion_matrix": {"labels", "matrix" (rows gold, columns predicted)},
+     "roc_auc" and "positive_label" (binary tasks only)}
+evaluate_docs(gold_docs, pred_docs) -> dict
+    {"ner": ..., "textcat": ...}, each part present when the gold holds that annotation.
+load_docs(path, vocab=None) -> List[Doc];  save_docs(docs, path)
+predict_docs(nlp_or_path, gold_docs, batch_size=64) -> List[Doc]
+    Runs a pipeline over the reference words (gold tokenization, like
+    `gold_preproc`), not over re-tokenized text.
+error_doc_indices(gold_docs, pred_docs) -> List[int]
+write_metrics(metrics, path)
+
+Tokenization: predicted docs normally carry the same words as the reference.
+When they do not, the predicted entities are projected onto the reference
+tokens with spaCy's `Example` alignment (what spaCy's own scorer does); when
+the texts themselves differ the docs cannot be aligned and a ValueError
+names the document.
+"""
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from nervaluate import Evaluator
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+from spacy.scorer import get_ner_prf
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy.util import filter_spans
+from spacy.vocab import Vocab
+
+Tags = List[str]
+UNIT = (
+    "sentence of the reference (gold sentence boundaries; a document without them is one "
+    "sequence), as conlleval; spaCy ents_* are per document"
+)
+SEMEVAL_MODES = {"strict": "strict", "exact": "exact", "partial": "partial", "type": "ent_type"}
+SEQEVAL_MODES = ("default", "strict")
+
+
+# --------------------------------------------------------------------------- docs -> tags
+
+
+def _spans_to_iob(spans: Iterable[Tuple[str, int, int]], n: int) -> Tags:
+    """IOB2 tags of length n from non-overlapping (label, start, end) spans."""
+    tags = ["O"] * n
+    for label, start, end in spans:
+        tags[start] = f"B-{label}"
+        for i in range(start + 1, end):
+            tags[i] = f"I-{label}"
+    return tags
+
+
+def _gold_spans(gold: Doc) -> List[Tuple[str, int, int]]:
+    # Tokens with missing annotation (ent_iob == 0) are read as "O".
+    return [(e.label_, e.start, e.end) for e in gold.ents]
+
+
+def _pred_spans(example: Example, index: int) -> List[Tuple[str, int, int]]:
+    """Predicted entities in reference token offsets."""
+    pred, gold = example.predicted, example.reference
+    if len(pred) == len(gold) and all(p.text == g.text for p, g in zip(pred, gold)):
+        return [(e.label_, e.start, e.end) for e in pred.ents]
+    try:
+        aligned = example.get_aligned_spans_x2y(pred.ents, allow_overlap=False)
+    except Exception as err:  # spaCy raises ValueError/AssertionError on unalignable texts
+        raise ValueError(
+            f"document {index}: the predicted tokens cannot be aligned with the reference "
+            f"({err}). Predictions must hold the same text as the gold document."
+        ) from err
+    return [(s.label_, s.start, s.end) for s in filter_spans(aligned)]
+
+
+def _sentence_bounds(gold: Doc) -> List[Tuple[int, int]]:
+    if len(gold) == 0:
+        return []
+    if gold.has_annotation("SENT_START"):
+        return [(s.start, s.end) for s in gold.sents]
+    return [(0, len(gold))]
+
+
+def _make_example(pred: Doc, gold: Doc, index: int) -> Example:
+    if pred.text != gold.text and [t.text for t in pred] != [t.text for t in gold]:
+        raise ValueError(
+            f"document {index}: predicted text differs from the reference "
+            f"(gold starts {gold.text[:60]!r}, prediction starts {pred.text[:60]!r}). "
+            "Gold and predictions must be the same documents in the same order."
+        )
+    try:
+        return Example(pred, gold)
+    except Exception as err:
+        raise ValueError(f"document {index}: cannot pair prediction with reference ({err})") from err
+
+
+def example_sequences(examples: Iterable[Example]) -> Tuple[List[Tags], List[Tags]]:
+    """Per-sentence IOB2 tag sequences (gold, predicted) from spaCy Examples."""
+    gold_seqs: List[Tags] = []
+    pred_seqs: List[Tags] = []
+    for i, eg in enumerate(examples):
+        gold = eg.reference
+        n = len(gold)
+        gold_tags = _spans_to_iob(_gold_spans(gold), n)
+        pred_tags = _spans_to_iob(_pred_spans(eg, i), n)
+        for start, end in _sentence_bounds(gold):
+            gold_seqs.append(gold_tags[start:end])
+            pred_seqs.append(pred_tags[start:end])
+    return gold_seqs, pred_seqs
+
+
+def make_examples(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[Example]:
+    """Pair predictions with references; precise errors for mismatched inputs."""
+    if len(gold_docs) != len(pred_docs):
+        raise ValueError(
+            f"{len(gold_docs)} gold documents but {len(pred_docs)} predicted documents: "
+            "predictions must hold the same documents, in the same order."
+        )
+    return [_make_example(p, g, i) for i, (g, p) in enumerate(zip(gold_docs, pred_docs))]
+
+
+def sentence_sequences(
+    gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]
+) -> Tuple[List[Tags], List[Tags]]:
+    """Per-sentence IOB2 tags (gold, predicted on the reference tokens)."""
+    return example_sequences(make_examples(gold_docs, pred_docs))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _prf(p: float, r: float, f: float, **extra: Any) -> Dict[str, Any]:
+    out = {"p": float(p), "r": float(r), "f": float(f)}
+    out.update(extra)
+    return out
+
+
+def _check_seqs(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> None:
+    if len(gold_seqs) != len(pred_seqs):
+        raise ValueError(f"{len(gold_seqs)} gold sequences but {len(pred_seqs)} predicted ones")
+    for i, (g, p) in enumerate(zip(gold_seqs, pred_seqs)):
+        if len(g) != len(p):
+            raise ValueError(f"sequence {i}: {len(g)} gold tags but {len(p)} predicted tags")
+        for tag in list(g) + list(p):
+            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+                raise ValueError(f"sequence {i}: tag {tag!r} is not IOB (O, B-X or I-X)")
+
+
+def seqeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict[str, Any]:
+    """seqeval micro and per-type P/R/F in default (conlleval) and strict IOB2 mode."""
+    out: Dict[str, Any] = {}
+    gold_seqs = [list(s) for s in gold_seqs if len(s)]
+    pred_seqs = [list(s) for s in pred_seqs if len(s)]
+    for mode in SEQEVAL_MODES:
+        if not gold_seqs:
+            out[mode] = _prf(0.0, 0.0, 0.0, support=0, per_type={})
+            continue
+        kwargs = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
+        with warnings.catch_warnings():
+            # macro averages over zero types warn; we only read micro and per-type rows
+            warnings.simplefilter("ignore")
+            report = classification_report(
+                gold_seqs, pred_seqs, output_dict=True, zero_division=0, **kwargs
+            )
+        micro = report["micro avg"]
+        per_type = {
+            label: _prf(row["precision"], row["recall"], row["f1-score"], support=int(row["support"]))
+            for label, row in sorted(report.items())
+            if not label.endswith(" avg")
+        }
+        out[mode] = _prf(
+            micro["precision"], micro["recall"], micro["f1-score"],
+            support=int(micro["support"]), per_type=per_type,
+        )
+    return out
+
+
+def _semeval_row(result: Any) -> Dict[str, Any]:
+    return _prf(
+        result.precision, result.recall, result.f1,
+        correct=result.correct, incorrect=result.incorrect, partial=result.partial,
+        missed=result.missed, spurious=result.spurious,
+        possible=result.possible, actual=result.actual,
+    )
+
+
+def semeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict[str, Any]:
+    """SemEval'13 strict / exact / partial / type figures from nervaluate, overall and per type."""
+    gold_seqs = [list(s) for s in gold_seqs if len(s)]
+    pred_seqs = [list(s) for s in pred_seqs if len(s)]
+    labels = sorted({t[2:] for seq in list(gold_seqs) + list(pred_seqs) for t in seq if t != "O"})
+    empty = {
+        "p": 0.0, "r": 0.0, "f": 0.0, "correct": 0, "incorrect": 0, "partial": 0,
+        "missed": 0, "spurious": 0, "possible": 0, "actual": 0,
+    }
+    if not gold_seqs:
+        return {mode: dict(empty, per_type={}) for mode in SEMEVAL_MODES}
+    results = Evaluator(gold_seqs, pred_seqs, tags=labels or ["_"], loader="list").evaluate()
+    out: Dict[str, Any] = {}
+    for mode, nv_name in SEMEVAL_MODES.items():
+        overall = results["overall"].get(nv_name)
+        row = _semeval_row(overall) if overall is not None else dict(empty)
+        row["per_type"] = {
+            label: _semeval_row(results["entities"][label][nv_name])
+            for label in labels
+            if label in results["entities"]
+        }
+        out[mode] = row
+    return out
+
+
+def evaluate_tags(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict[str, Any]:
+    """seqeval (default + strict) and SemEval figures from IOB2 tag sequences."""
+    _check_seqs(gold_seqs, pred_seqs)
+    return {"seqeval": seqeval_scores(gold_seqs, pred_seqs), "semeval": semeval_scores(gold_seqs, pred_seqs)}
+
+
+def _spacy_ents(examples: Sequence[Example]) -> Dict[str, Any]:
+    scores = get_ner_prf(examples)
+    per_type = {
+        label: _prf(row["p"], row["r"], row["f"])
+        for label, row in sorted((scores["ents_per_type"] or {}).items())
+    }
+    return _prf(scores["ents_p"] or 0.0, scores["ents_r"] or 0.0, scores["ents_f"] or 0.0, per_type=per_type)
+
+
+def evaluate_ner(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[str, Any]:
+    """All NER figures for predictions against references (see the module docstring)."""
+    gold_docs, pred_docs = list(gold_docs), list(pred_docs)
+    examples = make_examples(gold_docs, pred_docs)
+    gold_seqs, pred_seqs = example_sequences(examples)
+    labels = sorted({e.label_ for d in gold_docs for e in d.ents} | {e.label_ for d in pred_docs for e in d.ents})
+    metrics: Dict[str, Any] = {
+        "unit": UNIT,
+        "n_docs": len(gold_docs),
+        "n_sentences": sum(1 for s in gold_seqs if s),
+        "n_tokens": sum(len(d) for d in gold_docs),
+        "labels": labels,
+        "spacy": _spacy_ents(examples),
+    }
+    metrics.update(evaluate_tags(gold_seqs, pred_seqs))
+    return metrics
+
+
+# --------------------------------------------------------------------------- textcat
+
+_POSITIVE_NAMES = ("POSITIVE", "POS", "1", "TRUE", "YES")
+
+
+def _labels_of(docs: Sequence[Doc]) -> List[str]:
+    return sorted({label for d in docs for label in d.cats})
+
+
+def evaluate_textcat(
+    gold_docs: Sequence[Doc],
+    pred_docs: Sequence[Doc],
+    positive_label: Optional[str] = None,
+    threshold: float = 0.5,
+) -> Dict[str, Any]:
+    """Accuracy, macro F1, per-class P/R/F1, confusion matrix, ROC AUC (binary).
+
+    Classes are mutually exclusive: the gold class is the gold doc's highest cat,
+    the predicted class the highest predicted score. With a single cat label L
+    (a binary task stored as one score), the classes are L (score >= threshold)
+    and "not L".
+    """
+    from sklearn.metrics import (
+        accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score,
+    )
+
+    gold_docs, pred_docs = list(gold_docs), list(pred_docs)
+    if len(gold_docs) != len(pred_docs):
+        raise ValueError(f"{len(gold_docs)} gold documents but {len(pred_docs)} predicted documents")
+    if not gold_docs:
+        raise ValueError("no documents to evaluate")
+    cat_labels = _labels_of(gold_docs)
+    if not cat_labels:
+        raise ValueError("the gold documents hold no text categories (doc.cats is empty)")
+    single = len(cat_labels) == 1
+    classes = [cat_labels[0], f"not {cat_labels[0]}"] if single else cat_labels
+
+    def decide(cats: Dict[str, float], i: int, what: str) -> str:
+        if single:
+            if cat_labels[0] not in cats:
+                raise ValueError(f"{what} document {i} has no score for {cat_labels[0]!r}")
+            return classes[0] if cats[cat_labels[0]] >= threshold else classes[1]
+        missing = [label for label in cat_labels if label not in cats]
+        if missing:
+            raise ValueError(f"{what} document {i} has no score for {missing} (it has {sorted(cats)})")
+        return max(cat_labels, key=lambda label: cats[label])
+
+    y_true = [decide(g.cats, i, "gold") for i, g in enumerate(gold_docs)]
+    y_pred = [decide(p.cats, i, "predicted") for i, p in enumerate(pred_docs)]
+    p, r, f, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=classes)
+    out: Dict[str, Any] = {
+        "labels": classes,
+        "n_docs": len(gold_docs),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "per_class": {
+            label: _prf(p[k], r[k], f[k], support=int(support[k])) for k, label in enumerate(classes)
+        },
+        "confusion_matrix": {"labels": classes, "matrix": matrix.tolist()},
+    }
+    if len(classes) == 2:
+        if positive_label is None:
+            named = [c for c in cat_labels if c.upper() in _POSITIVE_NAMES]
+            positive_label = named[0] if named else cat_labels[-1]
+        if positive_label not in cat_labels:
+            raise ValueError(f"positive_label {positive_label!r} is not one of {cat_labels}")
+        truth = np.asarray([t == positive_label for t in y_true])
+        scores = np.asarray([d.cats[positive_label] for d in pred_docs], dtype="f")
+        out["positive_label"] = positive_label
+        # AUC is undefined with a single class in the gold; report None then.
+        out["roc_auc"] = float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else None
+    return out
+
+
+# --------------------------------------------------------------------------- both, IO
+
+
+def has_ner(docs: Sequence[Doc]) -> bool:
+    return any(d.has_annotation("ENT_IOB") for d in docs)
+
+
+def has_cats(docs: Sequence[Doc]) -> bool:
+    return any(d.cats for d in docs)
+
+
+def evaluate_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[str, Any]:
+    """NER and/or textcat figures, depending on what the gold documents hold."""
+    gold_docs, pred_docs = list(gold_docs), list(pred_docs)
+    metrics: Dict[str, Any] = {}
+    if has_ner(gold_docs) or not has_cats(gold_docs):
+        metrics["ner"] = evaluate_ner(gold_docs, pred_docs)
+    if has_cats(gold_docs):
+        metrics["textcat"] = evaluate_textcat(gold_docs, pred_docs)
+    return metrics
+
+
+def load_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc]:
+    """Documents of a DocBin (.spacy) file, with a precise error when it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: file not found")
+    try:
+        return list(DocBin().from_disk(path).get_docs(vocab or Vocab()))
+    except Exception as err:
+        raise ValueError(f"{path}: not a spaCy DocBin file ({type(err).__name__}: {err})") from err
+
+
+def save_docs(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(path)
+    return path
+
+
+def blank_copy(doc: Doc) -> Doc:
+    """The reference words and spaces, without any annotation."""
+    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+
+
+def predict_docs(nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64) -> List[Doc]:
+    """Run a pipeline (or the path of one) over un-annotated copies of the reference docs."""
+    if isinstance(nlp, (str, Path)):
+        import spacy
+
+        nlp = spacy.load(nlp)
+    inputs = [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
+    return list(nlp.pipe(inputs, batch_size=batch_size))
+
+
+def error_doc_indices(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[int]:
+    """Indices of documents whose predicted entities (or class) differ from the gold."""
+    out = []
+    for i, eg in enumerate(make_examples(list(gold_docs), list(pred_docs))):
+        gold, pred = eg.reference, eg.predicted
+        ents_differ = set(_gold_spans(gold)) != set(_pred_spans(eg, i))
+        cats_differ = False
+        if gold.cats and pred.cats:
+            cats_differ = max(gold.cats, key=gold.cats.get) != max(pred.cats, key=pred.cats.get)
+        if ents_differ or cats_differ:
+            out.append(i)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_metrics(metrics: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Write metrics as indented JSON (numpy scalars converted)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False) + "\n", encoding="utf8")
+    return path
+
+
+def read_metrics(path: Union[str, Path]) -> Dict[str, Any]:
+    path = Path(path)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON (line {err.lineno}: {err.msg})") from None
