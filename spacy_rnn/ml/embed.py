@@ -1,0 +1,364 @@
+"""spacy_rnn.CharWordEmbed.v1: the multi-level word representation of Lample
+et al. (2016) and Ma & Hovy (2016), as a spaCy embed layer.
+
+Each token gets
+- a word part: hashed embeddings of lexical attributes (NORM, PREFIX, SUFFIX,
+  SHAPE by default), as spaCy's MultiHashEmbed, plus, optionally, the static
+  vectors of the pipeline's vectors table (looked up by the table's own key
+  attribute, e.g. LOWER for GloVe);
+- a character part: the word's characters embedded and read by a character
+  BiLSTM (final states of both directions) or a character CNN with
+  max-pooling;
+concatenated and projected to `width` by a Maxout layer with layer norm.
+
+The character part runs once per distinct word of the batch (not per token),
+over all those words at once: one padded (n_words, n_chars) id matrix, one
+packed LSTM call or one convolution. The character ids of a word are read from
+its string the first time the word is seen and cached by its orth id.
+"""
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy
+import srsly
+import torch
+from spacy.attrs import ORTH
+from spacy.ml.featureextractor import FeatureExtractor
+from spacy.ml.staticvectors import StaticVectors
+from spacy.strings import StringStore
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import (
+    Dropout,
+    HashEmbed,
+    Maxout,
+    Model,
+    chain,
+    concatenate,
+    list2ragged,
+    ragged2list,
+    torch2xp,
+    with_array,
+    xp2torch,
+)
+from thinc.model import deserialize_attr, serialize_attr
+from thinc.types import Floats2d, Ragged
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from ._torch_util import flush_denormal, make_shim, run_shim
+
+CHAR_ENCODERS = ("lstm", "cnn")
+
+# Row 0 of the character table is padding (a zero vector, never updated); a
+# character maps to row 1 + codepoint % (char_rows - 1), so all of Latin-1 is
+# collision-free with the default 1000 rows.
+PAD_CHAR = 0
+
+
+@registry.architectures("spacy_rnn.CharWordEmbed.v1")
+def CharWordEmbed(
+    width: int,
+    attrs: Sequence[Union[str, int]] = ("NORM", "PREFIX", "SUFFIX", "SHAPE"),
+    rows: Sequence[int] = (5000, 1000, 2500, 2500),
+    include_static_vectors: bool = False,
+    char_encoder: Optional[str] = "lstm",
+    char_width: int = 50,
+    char_embed_size: int = 25,
+    max_chars: int = 20,
+    char_window: int = 3,
+    char_rows: int = 1000,
+    dropout: float = 0.0,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Embed each token from its lexical attributes, its static vector and its
+    characters.
+
+    width (int): The output width, also the width of each hash embedding
+        table and of the projected static vectors. Recommended 64-300.
+    attrs (list of str): Token attributes to embed, one HashEmbed table each.
+    rows (list of int): Rows of each table; same length as attrs.
+    include_static_vectors (bool): Add the vocab's vectors table (kept static,
+        projected by a learned linear layer). The table must be loaded.
+    char_encoder (str or None): "lstm" (character BiLSTM, Lample et al.),
+        "cnn" (character CNN + max-pooling, Ma & Hovy) or None / "none".
+    char_width (int): Width of a word's character encoding (for "lstm",
+        width // 2 units per direction). Recommended 50-100.
+    char_embed_size (int): Width of a character embedding. Recommended 25-50.
+    max_chars (int): Longer words keep their first ceil(max_chars / 2) and last
+        floor(max_chars / 2) characters (prefix and suffix carry the signal).
+    char_window (int): The CNN's window (odd), ignored by "lstm".
+    char_rows (int): Rows of the character table (codepoints are hashed in).
+    dropout (float): Dropout on the output vectors during training.
+    """
+    attrs = list(attrs)
+    rows = list(rows)
+    if len(rows) != len(attrs):
+        raise ValueError(
+            f"CharWordEmbed: attrs and rows must have the same length, got "
+            f"{len(attrs)} attrs {attrs} and {len(rows)} rows {rows}"
+        )
+    if char_encoder == "none":
+        char_encoder = None
+    if char_encoder is not None and char_encoder not in CHAR_ENCODERS:
+        raise ValueError(
+            f"CharWordEmbed: char_encoder must be 'lstm', 'cnn' or None, got {char_encoder!r}"
+        )
+    if not attrs and not include_static_vectors and char_encoder is None:
+        raise ValueError("CharWordEmbed: nothing to embed (no attrs, no vectors, no chars)")
+    if width < 1:
+        raise ValueError(f"CharWordEmbed: width must be >= 1, got {width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"CharWordEmbed: dropout must be in [0, 1), got {dropout}")
+
+    parts: List[Model[List[Doc], Ragged]] = []
+    concat_size = 0
+    if attrs:
+        # As spaCy's MultiHashEmbed: one table per attribute, seeds 8, 9, ...
+        embeddings = [
+            HashEmbed(width, rows[i], column=i, seed=8 + i, dropout=0.0) for i in range(len(attrs))
+        ]
+        parts.append(
+            chain(
+                FeatureExtractor(attrs),
+                list2ragged(),
+                with_array(concatenate(*embeddings)),
+            )
+        )
+        concat_size += width * len(attrs)
+    if include_static_vectors:
+        # StaticVectors looks keys up by vocab.vectors.attr (e.g. LOWER for GloVe).
+        parts.append(StaticVectors(width, dropout=0.0))
+        concat_size += width
+    if char_encoder is not None:
+        parts.append(
+            CharEncoder(
+                char_encoder,
+                width=char_width,
+                embed_size=char_embed_size,
+                max_chars=max_chars,
+                window=char_window,
+                n_rows=char_rows,
+            )
+        )
+        concat_size += char_width
+    layers: List[Model] = [
+        parts[0] if len(parts) == 1 else concatenate(*parts),
+        with_array(Maxout(width, concat_size, nP=3, dropout=0.0, normalize=True)),
+    ]
+    if dropout:
+        layers.append(with_array(Dropout(dropout)))
+    layers.append(ragged2list())
+    return Model(
+        "char_word_embed",
+        embed_forward,
+        init=embed_init,
+        layers=[chain(*layers)],
+        dims={"nO": width},
+        attrs={"char_encoder": char_encoder or "none"},
+    )
+
+
+def embed_forward(model: Model[List[Doc], List[Floats2d]], docs: List[Doc], is_train: bool):
+    if not sum(len(doc) for doc in docs):
+        # a batch without tokens (some thinc layers cannot concatenate empty parts)
+        nO = model.get_dim("nO")
+        return [model.ops.alloc2f(0, nO) for _ in docs], _no_grad
+    return model.layers[0](docs, is_train)
+
+
+def embed_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
+    model.layers[0].initialize(X=X)
+    return model
+
+
+def CharEncoder(
+    kind: str,
+    *,
+    width: int,
+    embed_size: int,
+    max_chars: int,
+    window: int = 3,
+    n_rows: int = 1000,
+) -> Model[List[Doc], Ragged]:
+    """One vector of `width` per token from its characters: "lstm" (final
+    states of a character BiLSTM, [forward | backward]) or "cnn" (a 1D
+    convolution, max-pooled over the word's characters, tanh)."""
+    if kind not in CHAR_ENCODERS:
+        raise ValueError(f"CharEncoder: kind must be 'lstm' or 'cnn', got {kind!r}")
+    if kind == "lstm" and width % 2:
+        raise ValueError(f"CharEncoder: char_width must be even for 'lstm', got {width}")
+    if kind == "cnn" and (window < 1 or window % 2 == 0):
+        raise ValueError(f"CharEncoder: char_window must be odd and >= 1, got {window}")
+    if max_chars < 1 or embed_size < 1 or width < 1:
+        raise ValueError(
+            f"CharEncoder: max_chars, char_embed_size and char_width must be >= 1, "
+            f"got {max_chars}, {embed_size}, {width}"
+        )
+    if n_rows < 2:
+        raise ValueError(f"CharEncoder: char_rows must be >= 2, got {n_rows}")
+    flush_denormal()
+    module = CharModule(kind, n_rows, embed_size, width, window)
+    table = CharTable(n_rows, max_chars)
+    return Model(
+        f"char_{kind}",
+        char_forward,
+        dims={"nO": width},
+        attrs={"kind": kind, "max_chars": max_chars, "char_table": table},
+        shims=[make_shim(module)],
+    )
+
+
+class CharTable:
+    """orth id -> character ids (first and last characters of long words),
+    cached: a word's string is read once, later batches look all their words
+    up at once with a binary search over the sorted cached keys."""
+
+    max_size = 2_000_000  # words; the cache is cleared when it grows past this
+
+    def __init__(self, n_rows: int, max_chars: int):
+        self.n_rows = n_rows
+        self.max_chars = max_chars
+        self._clear()
+
+    def _clear(self) -> None:
+        self.keys = numpy.zeros((0,), dtype=numpy.uint64)
+        self.ids = numpy.zeros((0, self.max_chars), dtype=numpy.int64)
+        self.lengths = numpy.zeros((0,), dtype=numpy.int64)
+
+    # The cache is not state: it is rebuilt from the strings after unpickling,
+    # and it is not written by to_bytes (thinc serializes attrs with msgpack).
+    def __getstate__(self):
+        return {"n_rows": self.n_rows, "max_chars": self.max_chars}
+
+    def __setstate__(self, state):
+        self.__init__(state["n_rows"], state["max_chars"])
+
+    def __call__(
+        self, orths: numpy.ndarray, strings: StringStore
+    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """orths: (n,) sorted unique uint64. Returns ids (n, max_chars) int64, 0 =
+        padding, and lengths (n,) int64 (>= 1: an empty word gets one padding
+        character)."""
+        pos = self._find(orths)
+        missing = pos < 0
+        if missing.any():
+            if self.keys.shape[0] + int(missing.sum()) > self.max_size:
+                self._clear()
+                missing = numpy.ones(orths.shape, dtype=bool)
+            new = orths[missing]
+            ids, lengths = self.encode([strings[int(key)] for key in new])
+            keys = numpy.concatenate([self.keys, new])
+            order = numpy.argsort(keys, kind="stable")
+            self.keys = keys[order]
+            self.ids = numpy.concatenate([self.ids, ids])[order]
+            self.lengths = numpy.concatenate([self.lengths, lengths])[order]
+            pos = self._find(orths)
+        return self.ids[pos], self.lengths[pos]
+
+    def _find(self, orths: numpy.ndarray) -> numpy.ndarray:
+        if not self.keys.shape[0]:
+            return numpy.full(orths.shape, -1, dtype=numpy.int64)
+        pos = numpy.searchsorted(self.keys, orths)
+        pos = numpy.minimum(pos, self.keys.shape[0] - 1)
+        return numpy.where(self.keys[pos] == orths, pos, -1)
+
+    def encode(self, words: List[str]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """Character ids of words, vectorized over all their characters."""
+        M = self.max_chars
+        n_words = len(words)
+        word_len = numpy.fromiter(map(len, words), dtype=numpy.int64, count=n_words)
+        # (n_chars_total,) codepoints of all words, concatenated
+        codepoints = numpy.frombuffer("".join(words).encode("utf-32-le"), dtype=numpy.uint32)
+        starts = numpy.cumsum(word_len) - word_len
+        j = numpy.arange(M)[None, :]  # (1, M) output position
+        L = word_len[:, None]  # (n, 1)
+        head = (M + 1) // 2
+        # long words: the first `head` characters, then the last M - head
+        offset = numpy.where((L > M) & (j >= head), L - M + j, j)  # (n, M)
+        valid = j < numpy.minimum(L, M)  # (n, M)
+        src = numpy.where(valid, starts[:, None] + offset, 0)
+        if codepoints.shape[0]:
+            ids = 1 + codepoints[src].astype(numpy.int64) % (self.n_rows - 1)
+        else:
+            ids = numpy.zeros((n_words, M), dtype=numpy.int64)
+        ids = numpy.where(valid, ids, PAD_CHAR)
+        lengths = numpy.maximum(numpy.minimum(word_len, M), 1)
+        return ids, lengths
+
+
+@serialize_attr.register(CharTable)
+def _serialize_char_table(_, value: CharTable, name: str, model: Model) -> bytes:
+    # the cache is derived data: only its settings are written
+    return srsly.msgpack_dumps({"n_rows": value.n_rows, "max_chars": value.max_chars})
+
+
+@deserialize_attr.register(CharTable)
+def _deserialize_char_table(_, value: bytes, name: str, model: Model) -> CharTable:
+    cfg = srsly.msgpack_loads(value)
+    return CharTable(cfg["n_rows"], cfg["max_chars"])
+
+
+class CharModule(torch.nn.Module):
+    def __init__(self, kind: str, n_rows: int, embed_size: int, width: int, window: int):
+        super().__init__()
+        self.kind = kind
+        self.embed = torch.nn.Embedding(n_rows, embed_size, padding_idx=PAD_CHAR)
+        if kind == "lstm":
+            self.rnn = torch.nn.LSTM(embed_size, width // 2, batch_first=True, bidirectional=True)
+        else:
+            # zero padding = the padding character's zero embedding, so a word's
+            # encoding does not depend on the longest word of the batch
+            self.conv = torch.nn.Conv1d(embed_size, width, window, padding=window // 2)
+
+    def forward(
+        self, chars: torch.Tensor, lengths: torch.Tensor, token_to_word: torch.Tensor
+    ) -> torch.Tensor:
+        E = self.embed(chars)  # (n_words, n_chars, embed_size)
+        if self.kind == "lstm":
+            packed = pack_padded_sequence(E, lengths, batch_first=True, enforce_sorted=False)
+            _, (h_n, _) = self.rnn(packed)  # h_n: (2, n_words, width // 2), batch order
+            words = torch.cat([h_n[0], h_n[1]], dim=1)  # (n_words, width)
+        else:
+            C = self.conv(E.transpose(1, 2))  # (n_words, width, n_chars)
+            pad = (chars == PAD_CHAR).unsqueeze(1)  # (n_words, 1, n_chars)
+            # (an empty word is all padding: it gets the conv over zeros at position 0)
+            pad[:, :, 0] = False
+            words = torch.tanh(C.masked_fill(pad, float("-inf")).amax(dim=2))  # (n_words, width)
+        return words.index_select(0, token_to_word)  # (n_tokens, width)
+
+
+def char_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: bool):
+    ops = model.ops
+    nO = model.get_dim("nO")
+    doc_lengths = numpy.array([len(doc) for doc in docs], dtype=numpy.int64)
+    if not doc_lengths.sum():
+        return Ragged(ops.alloc2f(0, nO), ops.asarray1i(doc_lengths)), _no_grad
+    shim = model.shims[0]
+    device = shim.device
+    # (n_tokens,) orth ids of all tokens
+    orths = numpy.concatenate([_orths(doc) for doc in docs])
+    # the characters are encoded once per distinct word of the batch
+    words, token_to_word = numpy.unique(orths, return_inverse=True)
+    ids, lengths = model.attrs["char_table"](words, docs[0].vocab.strings)
+    ids = ids[:, : int(lengths.max())]  # (n_words, n_chars)
+    args = (
+        torch.from_numpy(ids).to(device),
+        torch.from_numpy(lengths),  # pack_padded_sequence wants CPU lengths
+        torch.from_numpy(token_to_word.reshape(-1).astype(numpy.int64)).to(device),
+    )
+    Yt, torch_backprop = run_shim(shim, args, is_train)
+    Y = torch2xp(Yt, ops=ops)  # (n_tokens, nO)
+
+    def backprop(dY: Ragged) -> List[Doc]:
+        torch_backprop(xp2torch(ops.as_contig(dY.data), device=device))
+        return []
+
+    return Ragged(Y, ops.asarray1i(doc_lengths)), backprop
+
+
+def _orths(doc) -> numpy.ndarray:
+    if hasattr(doc, "to_array"):
+        return doc.to_array(ORTH).astype(numpy.uint64)
+    return doc.doc.to_array(ORTH)[doc.start : doc.end].astype(numpy.uint64)
+
+
+def _no_grad(d_output: Ragged) -> List:
+    return []
