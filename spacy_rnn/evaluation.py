@@ -97,13 +97,21 @@ def _pred_spans(example: Example, index: int) -> List[Tuple[str, int, int]]:
     if len(pred) == len(gold) and all(p.text == g.text for p, g in zip(pred, gold)):
         return [(e.label_, e.start, e.end) for e in pred.ents]
     try:
-        aligned = example.get_aligned_spans_x2y(pred.ents, allow_overlap=False)
-    except Exception as err:  # spaCy raises ValueError/AssertionError on unalignable texts
+        x2y = example.alignment.x2y
+    except Exception as err:  # spaCy raises ValueError on texts that cannot be aligned
         raise ValueError(
             f"document {index}: the predicted tokens cannot be aligned with the reference "
             f"({err}). Predictions must hold the same text as the gold document."
         ) from err
-    return [(s.label_, s.start, s.end) for s in filter_spans(aligned)]
+    # As spaCy's get_ner_prf: a predicted entity covers the reference tokens its
+    # tokens align to; overlapping projections keep the longest (filter_spans).
+    spans = []
+    for ent in pred.ents:
+        indices = x2y[ent.start : ent.end]
+        if len(indices):
+            spans.append(gold[int(indices[0]) : int(indices[-1]) + 1])
+            spans[-1].label_ = ent.label_
+    return [(s.label_, s.start, s.end) for s in filter_spans(spans)]
 
 
 def _sentence_bounds(gold: Doc) -> List[Tuple[int, int]]:
