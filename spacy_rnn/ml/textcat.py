@@ -1,0 +1,378 @@
+"""RNN text classifier: tok2vec >> pooling over time >> Softmax | Logistic.
+
+`spacy_rnn.RNNTextCat.v1` plugs into spaCy's own `textcat` and
+`textcat_multilabel` components. The pooling choices are the ones a Keras user
+knows from LSTM sentiment tutorials, done on ragged batches so that padding
+never enters a doc's vector:
+
+- "last": `LSTM(return_sequences=False)`. For a bidirectional encoder, the
+  forward state at the doc's true last token joined with the backward state at
+  its first token (each direction's final state); for a unidirectional one,
+  the state at the true last token.
+- "mean" / "max": `LSTM(return_sequences=True)` followed by
+  GlobalAveragePooling1D / GlobalMaxPooling1D over time, masked.
+- "attention": a learned query scores each timestep (after a tanh projection,
+  Yang et al. 2016, "Hierarchical Attention Networks"); softmax over the doc's
+  own tokens; the weighted sum of the states.
+
+A doc without tokens pools to a zero vector, so its class scores come from the
+output bias alone: a valid probability vector, never NaN.
+"""
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple, Union, cast
+
+from spacy.ml.models.textcat import resize_and_set_ref
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import (
+    Dropout,
+    Linear,
+    Model,
+    Softmax,
+    chain,
+    glorot_uniform_init,
+    list2ragged,
+    resizable,
+    zero_init,
+)
+from thinc.layers.resizable import resize_linear_weighted
+from thinc.types import Floats1d, Floats2d, Ints1d, Ragged
+
+POOLINGS = ("last", "mean", "max", "attention")
+# Bias of an output row added by `resize_output` after training started, as in
+# spaCy's own textcat: a new label starts with (almost) zero probability.
+NEG_VALUE = -5000.0
+
+InT = Ragged
+OutT = Floats2d
+
+# The default token-to-vector model: char + word embeddings into a packed
+# BiLSTM, joined by spaCy's generic Tok2Vec so that `get_ref("encode")` finds
+# the encoder. A dict default is filled into the config like any block, so the
+# full tok2vec shows (and can be overridden) in `nlp.config`.
+DEFAULT_TOK2VEC: Dict = {
+    "@architectures": "spacy.Tok2Vec.v2",
+    "embed": {"@architectures": "spacy_rnn.CharWordEmbed.v1", "width": 64},
+    "encode": {
+        "@architectures": "spacy_rnn.BiRNNEncoder.v1",
+        "width": 128,
+        "depth": 1,
+        "cell": "lstm",
+        "bidirectional": True,
+    },
+}
+
+
+@registry.architectures("spacy_rnn.RNNTextCat.v1")
+def RNNTextCat(
+    tok2vec: Model[List[Doc], List[Floats2d]] = DEFAULT_TOK2VEC,  # type: ignore[assignment]
+    pooling: str = "max",
+    exclusive_classes: bool = True,
+    nO: Optional[int] = None,
+    dropout: float = 0.2,
+) -> Model[List[Doc], Floats2d]:
+    """Classify docs from pooled recurrent states.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): the token encoder, usually
+        `spacy.Tok2Vec.v2` with `spacy_rnn.CharWordEmbed.v1` and
+        `spacy_rnn.BiRNNEncoder.v1`. "last" pooling reads
+        `tok2vec.get_ref("encode").attrs["bidirectional"]`; an encoder without
+        that attribute counts as unidirectional.
+    pooling (str): "last", "mean", "max" or "attention" (see the module doc).
+    exclusive_classes (bool): softmax over the labels (`textcat`) when true,
+        independent logistic outputs (`textcat_multilabel`) when false.
+    nO (Optional[int]): number of labels; set by the component.
+    dropout (float): dropout on the pooled vector, before the output layer.
+    """
+    if isinstance(tok2vec, dict):  # called from Python with the config default
+        tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"Unknown pooling {pooling!r} for spacy_rnn.RNNTextCat.v1: "
+            f"expected one of {', '.join(POOLINGS)}."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    width = tok2vec.maybe_get_dim("nO")
+    if pooling == "last":
+        pool = pool_last(bidirectional=_is_bidirectional(tok2vec), nO=width)
+    elif pooling == "mean":
+        pool = pool_mean(nO=width)
+    elif pooling == "max":
+        pool = pool_max(nO=width)
+    else:
+        pool = pool_attention(nO=width, nH=width)
+
+    fill_defaults = {"b": NEG_VALUE, "W": 0}
+    if exclusive_classes:
+        output_layer: Model = Softmax(nO=nO, nI=width)
+    else:
+        fill_defaults["b"] = 0
+        output_layer = Linear(nO=nO, nI=width)
+    resizable_layer = resizable(
+        output_layer,
+        resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults),
+    )
+    layers = [tok2vec, list2ragged(), pool, Dropout(dropout), resizable_layer]
+    if not exclusive_classes:
+        layers.append(sigmoid_activation())
+    model = chain(*layers)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("pooling", pool)
+    model.set_ref("output_layer", output_layer)
+    if nO is not None:
+        model.set_dim("nO", cast(int, nO))
+    model.attrs["multi_label"] = not exclusive_classes
+    model.attrs["pooling"] = pooling
+    model.attrs["resize_output"] = partial(
+        resize_and_set_ref, resizable_layer=resizable_layer
+    )
+    return model
+
+
+def _is_bidirectional(tok2vec: Model) -> bool:
+    for node in tok2vec.walk():
+        if node.has_ref("encode"):
+            return bool(node.get_ref("encode").attrs.get("bidirectional", False))
+    return bool(tok2vec.attrs.get("bidirectional", False))
+
+
+# --- pooling layers: Model[Ragged, Floats2d], one row per doc ------------------
+
+
+def pool_last(bidirectional: bool, nO: Optional[int] = None) -> Model[InT, OutT]:
+    """Final RNN state per doc: the state at the true last token or, when
+    bidirectional, forward half at the last token | backward half at the first.
+    """
+    return Model(
+        "pool_last",
+        _last_forward,
+        init=_init_same_width,
+        dims={"nO": nO, "nI": nO},
+        attrs={"bidirectional": bidirectional},
+    )
+
+
+def pool_mean(nO: Optional[int] = None) -> Model[InT, OutT]:
+    """Mean of each doc's states over its own tokens (zero for an empty doc)."""
+    return Model("pool_mean", _mean_forward, init=_init_same_width, dims={"nO": nO, "nI": nO})
+
+
+def pool_max(nO: Optional[int] = None) -> Model[InT, OutT]:
+    """Per-dimension max of each doc's states over its own tokens (zero for an
+    empty doc)."""
+    return Model("pool_max", _max_forward, init=_init_same_width, dims={"nO": nO, "nI": nO})
+
+
+def pool_attention(nO: Optional[int] = None, nH: Optional[int] = None) -> Model[InT, OutT]:
+    """Attention pooling: a_t = softmax_t(q . tanh(W x_t + b)) over each doc's
+    tokens, output sum_t a_t x_t. `nH=0` scores the states directly (q . x_t).
+    """
+    return Model(
+        "pool_attention",
+        _attention_forward,
+        init=_init_attention,
+        dims={"nO": nO, "nI": nO, "nH": nH},
+        params={"W": None, "b": None, "q": None},
+    )
+
+
+def _init_same_width(model: Model, X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    if X is not None:
+        model.set_dim("nI", X.dataXd.shape[1], force=True)
+    if model.maybe_get_dim("nI") is not None:
+        model.set_dim("nO", model.get_dim("nI"), force=True)
+    elif model.maybe_get_dim("nO") is not None:
+        model.set_dim("nI", model.get_dim("nO"))
+
+
+def _init_attention(model: Model, X: Optional[InT] = None, Y: Optional[OutT] = None) -> None:
+    _init_same_width(model, X, Y)
+    nI = model.get_dim("nI")
+    if model.maybe_get_dim("nH") is None:
+        model.set_dim("nH", nI, force=True)
+    nH = model.get_dim("nH")
+    if nH:
+        model.set_param("W", glorot_uniform_init(model.ops, (nH, nI)))
+        model.set_param("b", zero_init(model.ops, (nH,)))
+    else:
+        model.set_param("W", model.ops.alloc2f(0, nI))
+        model.set_param("b", model.ops.alloc1f(0))
+    # A zero query starts as mean pooling; its gradient is non-zero from the
+    # first update, so the weights move away from uniform as soon as it helps.
+    model.set_param("q", zero_init(model.ops, (nH or nI,)))
+
+
+def _bounds(model: Model, lengths: Ints1d) -> Tuple[Ints1d, Ints1d, Ints1d]:
+    """Row of each non-empty doc's first and last token, and their doc index."""
+    xp = model.ops.xp
+    lengths = xp.asarray(lengths, dtype="int64")
+    ends = xp.cumsum(lengths)  # (n_docs,) exclusive end row
+    nonempty = xp.nonzero(lengths > 0)[0]  # (n_nonempty,)
+    last = ends[nonempty] - 1
+    first = last - lengths[nonempty] + 1
+    return first, last, nonempty
+
+
+def _no_tokens(model: Model, Xr: InT) -> Tuple[OutT, Callable]:
+    """A batch whose docs are all empty: zero vectors (thinc's segment
+    reductions index row 0, which does not exist here)."""
+    X = Xr.dataXd
+    Y = model.ops.alloc((len(Xr.lengths), X.shape[1]), dtype=X.dtype)
+
+    def backprop(dY: OutT) -> InT:
+        return Ragged(model.ops.alloc(X.shape, dtype=X.dtype), Xr.lengths)
+
+    return Y, backprop
+
+
+def _last_forward(model: Model, Xr: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    if not Xr.dataXd.shape[0]:
+        return _no_tokens(model, Xr)
+    X = cast(Floats2d, Xr.dataXd)  # (n_tokens, width)
+    lengths = Xr.lengths
+    width = X.shape[1]
+    bidirectional = model.attrs["bidirectional"]
+    if bidirectional and width % 2:
+        raise ValueError(
+            f"'last' pooling of a bidirectional encoder needs an even width "
+            f"([forward | backward] halves), got {width}"
+        )
+    half = width // 2 if bidirectional else width
+    first, last, nonempty = _bounds(model, lengths)
+    Y = model.ops.alloc((len(lengths), width), dtype=X.dtype)  # (n_docs, width); 0 if empty
+    Y[nonempty, :half] = X[last, :half]  # forward direction ends at the last token
+    if bidirectional:
+        Y[nonempty, half:] = X[first, half:]  # backward direction ends at the first
+
+    def backprop(dY: OutT) -> InT:
+        dX = model.ops.alloc(X.shape, dtype=dY.dtype)  # (n_tokens, width)
+        dX[last, :half] = dY[nonempty, :half]
+        if bidirectional:
+            dX[first, half:] = dY[nonempty, half:]
+        return Ragged(dX, lengths)
+
+    return Y, backprop
+
+
+def _mean_forward(model: Model, Xr: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    if not Xr.dataXd.shape[0]:
+        return _no_tokens(model, Xr)
+    X = cast(Floats2d, Xr.dataXd)
+    lengths = Xr.lengths
+    Y = model.ops.reduce_mean(X, lengths)  # (n_docs, width); 0 for empty docs
+
+    def backprop(dY: OutT) -> InT:
+        return Ragged(model.ops.backprop_reduce_mean(dY, lengths), lengths)
+
+    return Y, backprop
+
+
+def _max_forward(model: Model, Xr: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    if not Xr.dataXd.shape[0]:
+        return _no_tokens(model, Xr)
+    X = cast(Floats2d, Xr.dataXd)
+    lengths = Xr.lengths
+    xp = model.ops.xp
+    nonempty = xp.nonzero(xp.asarray(lengths) > 0)[0]
+    lengths_ne = model.ops.asarray1i(lengths[nonempty])
+    Y = model.ops.alloc((len(lengths), X.shape[1]), dtype=X.dtype)  # (n_docs, width)
+    if len(nonempty):
+        # thinc's reduce_max refuses empty segments; they own no rows in X, so
+        # reducing over the non-empty lengths alone covers every row.
+        Y_ne, which = model.ops.reduce_max(X, lengths_ne)  # (n_nonempty, width)
+        Y[nonempty] = Y_ne
+
+    def backprop(dY: OutT) -> InT:
+        if not len(nonempty):
+            return Ragged(model.ops.alloc(X.shape, dtype=dY.dtype), lengths)
+        dX = model.ops.backprop_reduce_max(
+            model.ops.as_contig(dY[nonempty]), which, lengths_ne
+        )
+        return Ragged(dX, lengths)
+
+    return Y, backprop
+
+
+def _attention_forward(model: Model, Xr: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    if not Xr.dataXd.shape[0]:
+        return _no_tokens(model, Xr)
+    ops = model.ops
+    X = cast(Floats2d, Xr.dataXd)  # (n_tokens, nI)
+    lengths = Xr.lengths
+    W = cast(Floats2d, model.get_param("W"))  # (nH, nI)
+    b = cast(Floats1d, model.get_param("b"))  # (nH,)
+    q = cast(Floats1d, model.get_param("q"))  # (nH,) or (nI,) when nH == 0
+    projected = W.shape[0] > 0
+    K = ops.xp.tanh(X @ W.T + b) if projected else X  # (n_tokens, nH)
+    scores = K @ q  # (n_tokens,)
+    A = _segment_softmax(ops, scores, lengths)  # (n_tokens,)
+    Y = ops.reduce_sum(X * A[:, None], lengths)  # (n_docs, nI); 0 for empty docs
+
+    def backprop(dY: OutT) -> InT:
+        dXA = ops.backprop_reduce_sum(dY, lengths)  # (n_tokens, nI)
+        dX = dXA * A[:, None]
+        dA = (dXA * X).sum(axis=1)  # (n_tokens,)
+        # softmax Jacobian within each doc: ds_t = a_t (dA_t - sum_u a_u dA_u)
+        dots = ops.reduce_sum((A * dA)[:, None], lengths)[:, 0]  # (n_docs,)
+        dS = A * (dA - ops.xp.repeat(dots, lengths))  # (n_tokens,)
+        model.inc_grad("q", K.T @ dS)
+        dK = dS[:, None] * q[None, :]  # (n_tokens, nH)
+        if projected:
+            dZ = dK * (1.0 - K**2)  # through tanh
+            model.inc_grad("W", dZ.T @ X)
+            model.inc_grad("b", dZ.sum(axis=0))
+            dX += dZ @ W
+        else:
+            dX += dK
+        return Ragged(dX, lengths)
+
+    return Y, backprop
+
+
+def _segment_softmax(ops, scores, lengths):
+    """Softmax of `scores` (n_tokens,) within each doc, max-shifted for
+    stability; empty docs own no rows."""
+    xp = ops.xp
+    lengths_ne = lengths[xp.nonzero(xp.asarray(lengths) > 0)[0]]
+    if not len(lengths_ne):
+        return scores.copy()
+    col = ops.as_contig(scores[:, None])
+    seg_max, _ = ops.reduce_max(col, ops.asarray1i(lengths_ne))  # (n_nonempty, 1)
+    shifted = scores - xp.repeat(seg_max[:, 0], lengths_ne)
+    exp = xp.exp(shifted)  # (n_tokens,)
+    totals = ops.reduce_sum(exp[:, None], ops.asarray1i(lengths_ne))[:, 0]
+    return exp / xp.repeat(totals, lengths_ne)
+
+
+# --- output activation ----------------------------------------------------------
+
+
+def sigmoid_activation() -> Model[Floats2d, Floats2d]:
+    """Logistic output whose backprop passes the incoming gradient straight to
+    the logits. spaCy's textcat components send `scores - truth`, which is the
+    binary cross-entropy gradient w.r.t. the logits: the same convention as
+    thinc's Softmax for the exclusive case (thinc's Logistic would multiply by
+    p(1-p), i.e. train a squared error that stalls on confident mistakes).
+    """
+    return Model("sigmoid_activation", _sigmoid_forward)
+
+
+def _sigmoid_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
+    Y = model.ops.sigmoid(X, inplace=False)
+
+    def backprop(dY: Floats2d) -> Floats2d:
+        return dY
+
+    return Y, backprop
+
+
+__all__ = [
+    "RNNTextCat",
+    "POOLINGS",
+    "pool_last",
+    "pool_mean",
+    "pool_max",
+    "pool_attention",
+    "sigmoid_activation",
+]

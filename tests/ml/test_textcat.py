@@ -1,0 +1,302 @@
+"""spacy_rnn.RNNTextCat.v1 and its pooling layers: hand computations on a tiny
+model, numerical gradients, padding invariance, empty docs, config defaults."""
+import zlib
+from typing import List
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model, Ragged, chain, fix_random_seed
+
+from spacy_rnn.ml.textcat import (
+    POOLINGS,
+    RNNTextCat,
+    pool_attention,
+    pool_last,
+    pool_max,
+    pool_mean,
+)
+
+WIDTH = 6  # even: [forward half | backward half]
+TEXTS = [
+    "a gripping , funny film",
+    "dull",
+    "",
+    "not worth the ticket , nor the popcorn , nor the parking",
+]
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+@pytest.fixture
+def docs(nlp) -> List[Doc]:
+    return [nlp.make_doc(text) for text in TEXTS]
+
+
+def word_vector(word: str, width: int = WIDTH) -> numpy.ndarray:
+    """A fixed vector per word, seeded by the word itself."""
+    return numpy.random.default_rng(zlib.crc32(word.encode("utf8"))).normal(size=(width,)).astype("f")
+
+
+def fixed_tok2vec(bidirectional: bool, width: int = WIDTH) -> Model[List[Doc], List[numpy.ndarray]]:
+    """A stand-in tok2vec with known outputs: each token's vector is a fixed
+    function of its text. Shaped like spacy.Tok2Vec.v2 (an "encode" ref carrying
+    `bidirectional`), so RNNTextCat reads the direction as from BiRNNEncoder."""
+    def embed_forward(model, docs, is_train):
+        Xs = [
+            numpy.asarray([word_vector(t.text, width) for t in doc], dtype="f").reshape(
+                len(doc), width
+            )
+            for doc in docs
+        ]
+        return Xs, lambda dXs: []
+
+    def encode_forward(model, Xs, is_train):
+        return Xs, lambda dYs: dYs
+
+    embed = Model("fixed_embed", embed_forward, dims={"nO": width})
+    encode = Model(
+        "identity_encode",
+        encode_forward,
+        dims={"nO": width},
+        attrs={"bidirectional": bidirectional},
+    )
+    model = chain(embed, encode)
+    model.set_ref("embed", embed)
+    model.set_ref("encode", encode)
+    model.set_dim("nO", width)
+    return model
+
+
+def states(doc: Doc, width: int = WIDTH) -> numpy.ndarray:
+    rows = [word_vector(t.text, width) for t in doc]
+    return numpy.asarray(rows, dtype="f").reshape(len(doc), width)
+
+
+def pooled_by_hand(H: numpy.ndarray, pooling: str, bidirectional: bool, params=None) -> numpy.ndarray:
+    """The pooled vector of one doc, written out with plain numpy loops."""
+    n, width = H.shape
+    if n == 0:
+        return numpy.zeros((width,), dtype="f")
+    if pooling == "last":
+        if not bidirectional:
+            return H[n - 1]
+        half = width // 2
+        return numpy.concatenate([H[n - 1, :half], H[0, half:]])
+    if pooling == "mean":
+        return sum(H[t] for t in range(n)) / n
+    if pooling == "max":
+        return numpy.array([max(H[t, j] for t in range(n)) for j in range(width)])
+    W, b, q = params["W"], params["b"], params["q"]
+    scores = numpy.array([q @ numpy.tanh(W @ H[t] + b) for t in range(n)])
+    weights = numpy.exp(scores) / numpy.exp(scores).sum()
+    return sum(weights[t] * H[t] for t in range(n))
+
+
+def _build(pooling: str, bidirectional: bool, exclusive: bool, docs, seed: int = 0):
+    model = RNNTextCat(
+        tok2vec=fixed_tok2vec(bidirectional),
+        pooling=pooling,
+        exclusive_classes=exclusive,
+        nO=3,
+        dropout=0.0,
+    )
+    model.initialize(X=docs)
+    rng = numpy.random.default_rng(seed)
+    # Non-trivial parameters everywhere (the output layer starts at zero).
+    for node in model.walk():
+        for name in node.param_names:
+            if node.has_param(name):
+                shape = node.get_param(name).shape
+                node.set_param(name, rng.normal(size=shape).astype("f"))
+    return model
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_textcat_pooling_equals_hand_computation(docs, pooling, bidirectional, exclusive):
+    model = _build(pooling, bidirectional, exclusive, docs)
+    pool = model.get_ref("pooling")
+    params = {name: pool.get_param(name) for name in pool.param_names} if pooling == "attention" else None
+    out = model.get_ref("output_layer")
+    W, b = out.get_param("W"), out.get_param("b")
+    scores = model.predict(docs)
+    assert scores.shape == (len(docs), 3)
+    for i, doc in enumerate(docs):
+        pooled = pooled_by_hand(states(doc), pooling, bidirectional, params)
+        logits = W @ pooled + b
+        if exclusive:
+            expected = numpy.exp(logits - logits.max()) / numpy.exp(logits - logits.max()).sum()
+        else:
+            expected = 1.0 / (1.0 + numpy.exp(-logits))
+        numpy.testing.assert_allclose(scores[i], expected, rtol=1e-5, atol=1e-6)
+    # the empty doc: bias only, a valid probability vector
+    assert numpy.isfinite(scores).all()
+    if exclusive:
+        numpy.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_textcat_last_reads_true_ends_not_padding(docs):
+    """'last' takes the forward state at the last real token and the backward
+    state at the first one: check it on explicit positions."""
+    pool = pool_last(bidirectional=True)
+    lengths = numpy.array([3, 0, 1, 2], dtype="i")
+    X = numpy.arange(6 * 4, dtype="f").reshape(6, 4)
+    pool.initialize(X=Ragged(X, lengths))
+    Y = pool.predict(Ragged(X, lengths))
+    expected = numpy.array(
+        [
+            [X[2, 0], X[2, 1], X[0, 2], X[0, 3]],
+            [0, 0, 0, 0],
+            [X[3, 0], X[3, 1], X[3, 2], X[3, 3]],
+            [X[5, 0], X[5, 1], X[4, 2], X[4, 3]],
+        ],
+        dtype="f",
+    )
+    numpy.testing.assert_array_equal(Y, expected)
+
+
+def _numeric_grad(f, X: numpy.ndarray, eps: float = 1e-6) -> numpy.ndarray:
+    grad = numpy.zeros_like(X)
+    for idx in numpy.ndindex(*X.shape):
+        old = X[idx]
+        X[idx] = old + eps
+        up = f()
+        X[idx] = old - eps
+        down = f()
+        X[idx] = old
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize(
+    "make_pool",
+    [
+        lambda: pool_last(bidirectional=True),
+        lambda: pool_last(bidirectional=False),
+        pool_mean,
+        pool_max,
+        pool_attention,
+        lambda: pool_attention(nH=0),
+    ],
+    ids=["last-bi", "last-uni", "mean", "max", "attention", "attention-noproj"],
+)
+def test_textcat_pooling_gradients_match_numerical(make_pool):
+    rng = numpy.random.default_rng(1)
+    lengths = numpy.array([3, 0, 1, 5, 2], dtype="i")
+    X = rng.normal(size=(int(lengths.sum()), 4))  # float64 for a precise check
+    pool = make_pool()
+    pool.initialize(X=Ragged(X.astype("f"), lengths))
+    for name in pool.param_names:
+        value = rng.normal(size=pool.get_param(name).shape)
+        pool.set_param(name, value)
+    R = rng.normal(size=(len(lengths), 4))
+
+    def loss() -> float:
+        return float((pool.predict(Ragged(X, lengths)) * R).sum())
+
+    Y, backprop = pool.begin_update(Ragged(X, lengths))
+    dX = backprop(R).dataXd
+    numpy.testing.assert_allclose(dX, _numeric_grad(loss, X), rtol=1e-4, atol=1e-6)
+    for name in pool.param_names:
+        param = pool.get_param(name)
+        if param.size:
+            numpy.testing.assert_allclose(
+                pool.get_grad(name), _numeric_grad(loss, param), rtol=1e-4, atol=1e-6
+            )
+
+
+def test_textcat_all_empty_batch_pools_to_zeros():
+    for pool in [pool_last(True), pool_mean(), pool_max(), pool_attention()]:
+        pool.initialize(X=Ragged(numpy.zeros((1, 4), dtype="f"), numpy.array([1], dtype="i")))
+        X = Ragged(numpy.zeros((0, 4), dtype="f"), numpy.array([0, 0], dtype="i"))
+        Y, backprop = pool.begin_update(X)
+        numpy.testing.assert_array_equal(Y, numpy.zeros((2, 4), dtype="f"))
+        assert backprop(numpy.ones((2, 4), dtype="f")).dataXd.shape == (0, 4)
+
+
+SMALL_TOK2VEC = {
+    "@architectures": "spacy.Tok2Vec.v2",
+    "embed": {
+        "@architectures": "spacy_rnn.CharWordEmbed.v1",
+        "width": 16,
+        "rows": [500, 100, 200, 50],
+        "char_width": 8,
+        "char_embed_size": 8,
+    },
+    "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 16, "depth": 2},
+}
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_textcat_padding_invariant_with_birnn(nlp, pooling):
+    """A doc alone and batched with longer and empty docs gets the same scores."""
+    fix_random_seed(0)
+    tok2vec = registry.resolve({"t": SMALL_TOK2VEC})["t"]
+    model = RNNTextCat(tok2vec=tok2vec, pooling=pooling, nO=2, dropout=0.3)
+    docs = [nlp.make_doc(text) for text in TEXTS + ["ok", "a much longer review that runs on and on ."]]
+    model.initialize(X=docs)
+    out = model.get_ref("output_layer")
+    out.set_param("W", numpy.random.default_rng(0).normal(size=out.get_param("W").shape).astype("f"))
+    batched = model.predict(docs)
+    for i, doc in enumerate(docs):
+        alone = model.predict([doc])
+        numpy.testing.assert_allclose(alone[0], batched[i], atol=1e-5)
+    assert numpy.isfinite(batched).all()
+    numpy.testing.assert_allclose(batched.sum(axis=1), 1.0, rtol=1e-5)
+    # predict is deterministic (no dropout outside training)
+    numpy.testing.assert_array_equal(model.predict(docs), batched)
+
+
+def test_textcat_last_uses_encoder_direction():
+    uni = dict(SMALL_TOK2VEC, encode=dict(SMALL_TOK2VEC["encode"], bidirectional=False))
+    for config, expected in [(SMALL_TOK2VEC, True), (uni, False)]:
+        tok2vec = registry.resolve({"t": config})["t"]
+        model = RNNTextCat(tok2vec=tok2vec, pooling="last")
+        assert model.get_ref("pooling").attrs["bidirectional"] is expected
+
+
+def test_textcat_defaults_fill_config(nlp):
+    """`add_pipe("textcat")` with only the architecture name works: the default
+    tok2vec (CharWordEmbed + BiRNNEncoder in Tok2Vec.v2) is filled in."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("textcat", config={"model": {"@architectures": "spacy_rnn.RNNTextCat.v1"}})
+    cfg = nlp.config["components"]["textcat"]["model"]
+    assert cfg["tok2vec"]["@architectures"] == "spacy.Tok2Vec.v2"
+    assert cfg["tok2vec"]["embed"]["@architectures"] == "spacy_rnn.CharWordEmbed.v1"
+    assert cfg["tok2vec"]["encode"]["@architectures"] == "spacy_rnn.BiRNNEncoder.v1"
+    assert cfg["pooling"] in POOLINGS
+    model = nlp.get_pipe("textcat").model
+    assert model.get_ref("tok2vec").get_ref("encode").attrs["bidirectional"] is True
+    # the same defaults when called from Python
+    assert RNNTextCat().get_ref("tok2vec").get_ref("encode").get_dim("nO") == cfg["tok2vec"]["encode"]["width"]
+
+
+def test_textcat_bad_arguments():
+    tok2vec = fixed_tok2vec(True)
+    with pytest.raises(ValueError, match="pooling"):
+        RNNTextCat(tok2vec=tok2vec, pooling="sum")
+    with pytest.raises(ValueError, match="dropout"):
+        RNNTextCat(tok2vec=tok2vec, dropout=1.5)
+    pool = pool_last(bidirectional=True)
+    X = Ragged(numpy.zeros((2, 5), dtype="f"), numpy.array([2], dtype="i"))
+    pool.initialize(X=X)
+    with pytest.raises(ValueError, match="even width"):
+        pool.predict(X)
+
+
+def test_textcat_resize_output_keeps_old_scores(docs):
+    model = _build("mean", True, True, docs)
+    before = model.predict(docs)
+    model = model.attrs["resize_output"](model, 4)
+    after = model.predict(docs)
+    assert after.shape == (len(docs), 4)
+    # the new label starts with bias -5000: zero probability, old ones unchanged
+    numpy.testing.assert_allclose(after[:, :3], before, rtol=1e-5, atol=1e-7)
+    assert (after[:, 3] < 1e-6).all()
