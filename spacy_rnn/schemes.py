@@ -28,6 +28,7 @@ Tags are ``"O"`` or ``PREFIX-TYPE``; the type may itself contain hyphens
 (``B-WORK-OF-ART``).
 """
 from collections import Counter
+from functools import lru_cache
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -79,6 +80,8 @@ def normalize_scheme(scheme: str) -> str:
 
     Raises ValueError for an unknown name.
     """
+    if scheme in SCHEMES:  # fast path: called once per sequence
+        return scheme
     if not isinstance(scheme, str):
         raise ValueError(f"Scheme must be a string, got {scheme!r}")
     name = scheme.strip().upper()
@@ -99,6 +102,11 @@ def split_tag(tag: str) -> Tuple[str, str]:
         return "O", ""
     if not isinstance(tag, str):
         raise ValueError(f"Invalid tag {tag!r}: tags are strings")
+    return _split_tag(tag)
+
+
+@lru_cache(maxsize=65536)
+def _split_tag(tag: str) -> Tuple[str, str]:
     prefix, sep, label = tag.partition("-")
     if not sep:
         raise ValueError(f"Invalid tag {tag!r}: expected 'O' or PREFIX-TYPE such as 'B-PER'")
@@ -116,7 +124,11 @@ def check_tag(tag: str, scheme: str) -> Tuple[str, str]:
 
     Raises ValueError naming the tag and the scheme's tags otherwise.
     """
-    scheme = normalize_scheme(scheme)
+    return _check_tag(tag, normalize_scheme(scheme))
+
+
+def _check_tag(tag: str, scheme: str) -> Tuple[str, str]:
+    """check_tag for a canonical scheme name (no normalization: called per token)."""
     prefix, label = split_tag(tag)
     if prefix != "O" and prefix not in PREFIXES[scheme]:
         allowed = ", ".join(["O"] + [f"{p}-TYPE" for p in PREFIXES[scheme]])
@@ -136,7 +148,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str) -> List[Span]:
     start = -1  # start of the open entity, -1 when none is open
     open_label = ""
     for i, tag in enumerate(tags):
-        prefix, label = check_tag(tag, scheme)
+        prefix, label = _check_tag(tag, scheme)
         if prefix == "O":
             if start >= 0:
                 spans.append((start, i, open_label))
@@ -245,7 +257,7 @@ def validate(tags: Sequence[str], scheme: str) -> List[TagProblem]:
     bad = []
     for i, tag in enumerate(tags):
         try:
-            check_tag(tag, scheme)
+            _check_tag(tag, scheme)
         except ValueError as err:
             bad.append(TagProblem(i, tag, None, str(err)))
     if bad:

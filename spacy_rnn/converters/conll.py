@@ -19,7 +19,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from .. import schemes
-from .util import ConversionError, ConversionStats, PathLike, read_lines
+from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_lines
 
 DOCSTART = "-DOCSTART-"
 # Sentences per Doc for files without -DOCSTART- markers (as `spacy convert -n 10`).
@@ -33,12 +33,6 @@ class _Sentence:
     tags: List[str] = field(default_factory=list)
     pos: List[str] = field(default_factory=list)
     bad: List[dict] = field(default_factory=list)  # skip records of invalid lines
-
-
-def _blank_vocab(lang: str) -> Vocab:
-    import spacy
-
-    return spacy.blank(lang).vocab
 
 
 def _column_index(index: int, n_cols: int, option: str, path: PathLike, line: int) -> int:
@@ -101,7 +95,7 @@ def _parse(
             close_sentence()
             continue
         stripped = line.strip()
-        if stripped.split(None, 1)[0] == DOCSTART:
+        if stripped.startswith(DOCSTART) and stripped.split(None, 1)[0] == DOCSTART:
             close_sentence()
             has_markers = True
             documents.append([])
@@ -138,10 +132,7 @@ def _parse(
             invalid(line_no, "the token column is empty")
             continue
         try:
-            if scheme is None:
-                schemes.split_tag(tag)
-            else:
-                schemes.check_tag(tag, scheme)
+            schemes.split_tag(tag) if scheme is None else schemes.check_tag(tag, scheme)
         except ValueError as err:
             invalid(line_no, str(err))
             continue
@@ -219,7 +210,7 @@ def read_conll(
     else:
         stats.scheme, stats.scheme_detected = given_scheme, False
     if vocab is None:
-        vocab = _blank_vocab(lang)
+        vocab = blank_nlp(lang).vocab
     if n_sents is None and not has_markers:
         n_sents = DEFAULT_N_SENTS
         stats.notes.append(

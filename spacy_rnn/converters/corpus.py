@@ -10,7 +10,7 @@ from spacy.vocab import Vocab
 
 from .conll import read_conll
 from .textcat import LABEL_COLUMNS, TEXT_COLUMNS, read_textcat, textcat_format
-from .util import ConversionError, ConversionStats, PathLike
+from .util import ConversionError, ConversionStats, PathLike, blank_nlp
 
 FORMATS = ("auto", "conll", "tsv", "csv", "jsonl")
 
@@ -112,9 +112,7 @@ def read_docbin(path: PathLike, vocab: Optional[Vocab] = None, lang: str = "en")
     if path.is_dir():
         raise ConversionError("is a directory, expected a .spacy file", path)
     if vocab is None:
-        import spacy
-
-        vocab = spacy.blank(lang).vocab
+        vocab = blank_nlp(lang).vocab
     try:
         return list(DocBin().from_disk(path).get_docs(vocab))
     except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as err:

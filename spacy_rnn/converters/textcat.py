@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .util import ConversionError, ConversionStats, PathLike, read_lines
+from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_lines
 
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "tweet")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category")
@@ -192,12 +192,9 @@ def read_textcat(
     else:
         label_set = sorted({n for _, _, names in records for n in names})
     if nlp is None:
-        import spacy
-
-        nlp = spacy.blank(lang)
+        nlp = blank_nlp(lang)
     docs = []
     for (line_no, text, names), doc in zip(records, nlp.tokenizer.pipe(r[1] for r in records)):
-        assert doc.text == text
         present = set(names)
         doc.cats = {label: 1.0 if label in present else 0.0 for label in label_set}
         for name in names:

@@ -4,13 +4,28 @@ files."""
 import codecs
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
+
+from spacy.language import Language
 
 PathLike = Union[str, Path]
 
 # How many repairs are listed one by one in a summary (all are counted).
 MAX_REPAIR_EXAMPLES = 20
+
+
+@lru_cache(maxsize=8)
+def blank_nlp(lang: str = "en") -> Language:
+    """A blank pipeline per language, made once: its vocab and tokenizer are
+    shared by the Docs of every conversion (as one nlp object's would be)."""
+    import spacy
+
+    try:
+        return spacy.blank(lang)
+    except ImportError as err:  # spaCy's unknown-language error is an ImportError
+        raise ConversionError(f"unknown language {lang!r} (--lang): {err}") from None
 
 
 class ConversionError(ValueError):
