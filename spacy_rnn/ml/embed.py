@@ -86,7 +86,8 @@ def CharWordEmbed(
         floor(max_chars / 2) characters (prefix and suffix carry the signal).
     char_window (int): The CNN's window (odd), ignored by "lstm".
     char_rows (int): Rows of the character table (codepoints are hashed in).
-    dropout (float): Dropout on the output vectors during training.
+    dropout (float): Dropout on the output vectors during training. Under
+        `spacy train`, the [training] dropout rate replaces it.
     """
     attrs = list(attrs)
     rows = list(rows)
@@ -143,8 +144,9 @@ def CharWordEmbed(
         parts[0] if len(parts) == 1 else concatenate(*parts),
         with_array(Maxout(width, concat_size, nP=3, dropout=0.0, normalize=True)),
     ]
-    if dropout:
-        layers.append(with_array(Dropout(dropout)))
+    # Always present, so that spaCy's [training] dropout (which sets every
+    # layer's "dropout_rate") reaches the embeddings even when `dropout` is 0.
+    layers.append(with_array(Dropout(dropout)))
     layers.append(ragged2list())
     return Model(
         "char_word_embed",

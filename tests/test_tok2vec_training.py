@@ -1,0 +1,127 @@
+"""spaCy's own `ner` and `tagger` trained by spaCy's training loop (the one
+`spacy train` runs: init_nlp + spacy.training.loop.train) on our tok2vec
+(CharWordEmbed >> BiRNNEncoder), from the shipped configs, on a slice of
+CoNLL-2003. Each must end with a lower loss per step and a higher dev score
+than it started with."""
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train as train_nlp
+from spacy.util import registry
+
+import spacy_rnn  # noqa: F401
+
+
+def read_conll_sentences(path: Path, limit: int) -> List[Tuple[List[str], List[str], List[str]]]:
+    """(words, POS tags, IOB2 entity tags) of the first `limit` sentences of a
+    CoNLL-2003 file (columns: token POS chunk NER)."""
+    sentences = []
+    words: List[str] = []
+    pos: List[str] = []
+    ner: List[str] = []
+    with Path(path).open(encoding="utf8") as file_:
+        for line in file_:
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, pos, ner))
+                    if len(sentences) >= limit:
+                        break
+                words, pos, ner = [], [], []
+                continue
+            words.append(fields[0])
+            pos.append(fields[1])
+            ner.append(fields[-1])
+    if words and len(sentences) < limit:
+        sentences.append((words, pos, ner))
+    return sentences
+
+
+def write_docbin(path: Path, sentences, vocab) -> Path:
+    docs = [Doc(vocab, words=w, tags=p, ents=n) for w, p, n in sentences]
+    DocBin(docs=docs, store_user_data=False).to_disk(path)
+    return path
+
+
+_LOGS: Dict[str, List[dict]] = {}
+
+
+@registry.loggers("spacy_rnn_test.capture_logger.v1")
+def capture_logger(key: str):
+    def setup(nlp, stdout=None, stderr=None):
+        _LOGS[key] = []
+
+        def log_step(info):
+            if info is not None:
+                _LOGS[key].append({"step": info["step"], "score": info["score"],
+                                   "losses": dict(info["losses"])})
+
+        return log_step, lambda: None
+
+    return setup
+
+
+def _train(config_name: str, pipe: str, repo_root: Path, train_path: Path, dev_path: Path,
+           output: Path, steps: int, eval_frequency: int) -> List[dict]:
+    config = spacy.util.load_config(repo_root / "configs" / config_name)
+    config = config.merge({
+        "paths": {"train": str(train_path), "dev": str(dev_path)},
+        "training": {
+            "max_steps": steps,
+            "eval_frequency": eval_frequency,
+            "patience": 0,
+            "logger": {"@loggers": "spacy_rnn_test.capture_logger.v1", "key": pipe},
+        },
+        # small and quick: the point is that the losses reach the torch layers
+        "components": {"tok2vec": {"model": {
+            "embed": {"width": 64, "char_width": 24, "char_embed_size": 16},
+            "encode": {"width": 64},
+        }}},
+    })
+    # a fixed batch size, so the loss of one step means the same thing throughout
+    config["training"]["batcher"]["size"] = 400
+    nlp = init_nlp(config)
+    output.mkdir(parents=True)
+    train_nlp(nlp, output)
+    print(pipe, [(e["step"], round(e["score"], 3), round(e["losses"][pipe], 2)) for e in _LOGS[pipe]])
+    return _LOGS[pipe]
+
+
+@pytest.fixture(scope="module")
+def conll_docbins(conll_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conll")
+    vocab = spacy.blank("en").vocab
+    train = write_docbin(folder / "train.spacy", read_conll_sentences(conll_dir / "train.txt", 600), vocab)
+    dev = write_docbin(folder / "dev.spacy", read_conll_sentences(conll_dir / "valid.txt", 200), vocab)
+    return train, dev
+
+
+def _check_learned(log: List[dict], pipe: str, eval_frequency: int):
+    first, last = log[0], log[-1]
+    assert first["step"] == 0 and last["step"] > 0
+    first_loss = first["losses"][pipe]  # one step
+    last_loss = last["losses"][pipe] / eval_frequency  # mean over the last steps
+    assert last_loss < 0.5 * first_loss, (first_loss, last_loss)
+    assert last["score"] > first["score"] + 0.2, (first["score"], last["score"])
+
+
+@pytest.mark.slow
+def test_tok2vec_training_tagger_learns(conll_docbins, repo_root, tmp_path):
+    train, dev = conll_docbins
+    log = _train("tagger_bilstm.cfg", "tagger", repo_root, train, dev, tmp_path / "out", 90, 30)
+    _check_learned(log, "tagger", 30)
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    doc = nlp("The European Commission said on Thursday it disagreed with German advice .")
+    assert doc[0].tag_ == "DT"
+    assert sum(t.tag_ in {"NNP", "NNPS"} for t in doc[1:3]) == 2
+
+
+@pytest.mark.slow
+def test_tok2vec_training_ner_learns(conll_docbins, repo_root, tmp_path):
+    train, dev = conll_docbins
+    log = _train("ner_bilstm_transition.cfg", "ner", repo_root, train, dev, tmp_path / "out", 120, 40)
+    _check_learned(log, "ner", 40)
