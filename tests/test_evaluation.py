@@ -2,7 +2,6 @@
 against seqeval / nervaluate / a brute-force span counter, and gold == pred on
 the whole CoNLL-2003 test set."""
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,6 +11,7 @@ from seqeval.scheme import IOB2
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from spacy_rnn.converters import read_conll
 from spacy_rnn.evaluation import (
     evaluate_docs, evaluate_ner, evaluate_tags, evaluate_textcat, sentence_sequences,
 )
@@ -19,29 +19,6 @@ from spacy_rnn.evaluation import (
 VOCAB = Vocab()
 MODES = ("seqeval_default", "seqeval_strict", "semeval_strict", "semeval_exact",
          "semeval_partial", "semeval_type", "spacy")
-
-
-def read_conll_docs(path: Path, vocab: Vocab) -> list:
-    """Tiny CoNLL-2003 reader for the tests: one Doc per -DOCSTART- document, gold sentence starts."""
-    docs, words, tags, starts, new_sent = [], [], [], [], True
-
-    def flush():
-        if words:
-            docs.append(Doc(vocab, words=list(words), sent_starts=list(starts), ents=list(tags)))
-        words.clear(), tags.clear(), starts.clear()
-
-    for line in path.read_text(encoding="utf8").splitlines():
-        if line.startswith("-DOCSTART-"):
-            flush()
-            new_sent = True
-        elif not line.strip():
-            new_sent = True
-        else:
-            cols = line.split()
-            words.append(cols[0]), tags.append(cols[-1]), starts.append(new_sent)
-            new_sent = False
-    flush()
-    return docs
 
 
 def make_doc(sentences, vocab=VOCAB, sent_starts=True):
@@ -304,7 +281,7 @@ def test_evaluation_tags_match_seqeval_on_any_bio(pairs):
 
 
 def test_evaluation_gold_equals_pred_on_conll_test(conll_dir):
-    gold = read_conll_docs(conll_dir / "test.txt", VOCAB)
+    gold, _ = read_conll(conll_dir / "test.txt", vocab=VOCAB)
     pred = [Doc(VOCAB, words=[t.text for t in d], ents=[t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "")
                                                         for t in d]) for d in gold]
     metrics = evaluate_ner(gold, pred)

@@ -15,8 +15,14 @@ from ..baselines import NER_KINDS, run_ner_baseline, run_textcat_baseline
 from ..evaluation import load_docs
 
 
-def _load(path: Path, what: str):
-    docs = load_docs(path)
+def load_corpus(path: Path, what: str = "input"):
+    """Docs of a DocBin (.spacy), or of a raw corpus file (CoNLL columns, TSV/CSV/JSONL) via the converters."""
+    if path.suffix == ".spacy":
+        docs = load_docs(path)
+    else:
+        from ..converters import convert_file
+
+        docs, _ = convert_file(path)
     if not docs:
         raise ValueError(f"{path}: the {what} file holds no documents")
     return docs
@@ -25,9 +31,9 @@ def _load(path: Path, what: str):
 @app.command("baseline")
 def baseline_cli(
     task: str = typer.Argument(..., help="'ner' (token features: LogisticRegression and CRF) or 'textcat' (TF-IDF + LogisticRegression)"),
-    train: Path = typer.Argument(..., help="Training DocBin (.spacy)"),
-    dev: Path = typer.Argument(..., help="Development DocBin (.spacy)"),
-    test: Path = typer.Argument(..., help="Test DocBin (.spacy)"),
+    train: Path = typer.Argument(..., help="Training DocBin (.spacy) or raw corpus (CoNLL .txt, .tsv/.csv/.jsonl)"),
+    dev: Path = typer.Argument(..., help="Development DocBin or raw corpus"),
+    test: Path = typer.Argument(..., help="Test DocBin or raw corpus"),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for <system>-<split>.spacy and .json"),
     kinds: str = typer.Option(",".join(NER_KINDS), "--kinds", help="NER only: comma-separated subset of 'lr,crf'"),
     max_iter: Optional[int] = typer.Option(None, "--max-iter", help="NER: LogisticRegression / CRF iterations (default 100)"),
@@ -41,13 +47,13 @@ def baseline_cli(
     if task == "ner" and (bad or not chosen):
         msg.fail(f"--kinds {kinds!r}: each kind must be one of {', '.join(NER_KINDS)}.", exits=1)
     try:
-        train_docs, dev_docs, test_docs = _load(train, "train"), _load(dev, "dev"), _load(test, "test")
-        with msg.loading(f"Training the {task} baseline(s) on {len(train_docs)} documents..."):
-            if task == "ner":
-                results = run_ner_baseline(train_docs, dev_docs, test_docs, output, kinds=chosen,
-                                           max_iter=max_iter, c=c)
-            else:
-                results = run_textcat_baseline(train_docs, dev_docs, test_docs, output, c=c)
+        train_docs, dev_docs, test_docs = load_corpus(train, "train"), load_corpus(dev, "dev"), load_corpus(test, "test")
+        msg.info(f"Training the {task} baseline(s) on {len(train_docs)} documents")
+        if task == "ner":
+            results = run_ner_baseline(train_docs, dev_docs, test_docs, output, kinds=chosen,
+                                       max_iter=max_iter, c=c)
+        else:
+            results = run_textcat_baseline(train_docs, dev_docs, test_docs, output, c=c)
     except ValueError as err:
         msg.fail(f"Cannot run the {task} baseline: {err}", exits=1)
     rows = []
