@@ -27,6 +27,7 @@ reading, so ``tags_to_spans(tags) == tags_to_spans(repair(tags)[0])`` always.
 Tags are ``"O"`` or ``PREFIX-TYPE``; the type may itself contain hyphens
 (``B-WORK-OF-ART``).
 """
+
 from collections import Counter
 from functools import lru_cache
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -239,7 +240,11 @@ def repair(tags: Sequence[str], scheme: str) -> Tuple[List[str], List[TagProblem
     fixed = spans_to_tags(tags_to_spans(tags, scheme), len(tags), scheme)
     repairs = [
         TagProblem(
-            i, old, new, f"{old!r} at position {i} ({_context(tags, i)}) is invalid in {scheme}; read as {new!r}"
+            i,
+            old,
+            new,
+            f"{old!r} at position {i} ({_context(tags, i)}) is invalid in {scheme}; "
+            f"read as {new!r}",
         )
         for i, (old, new) in enumerate(zip(tags, fixed))
         if old != new
@@ -295,7 +300,9 @@ def detect_scheme(tags: Union[Sequence[str], Iterable[Sequence[str]]]) -> str:
     has_es = prefixes["E"] or prefixes["S"]
     has_lu = prefixes["L"] or prefixes["U"]
     if has_es and has_lu:
-        raise ValueError("Tags mix IOBES (E-, S-) and BILUO (L-, U-) prefixes; give the scheme explicitly")
+        raise ValueError(
+            "Tags mix IOBES (E-, S-) and BILUO (L-, U-) prefixes; give the scheme explicitly"
+        )
     if has_es:
         return "IOBES"
     if has_lu:

@@ -1,5 +1,6 @@
 """CoNLL converter: the real CoNLL-2003 counts, gold tags read back, round trips
 through DocBin and through CoNLL in every scheme, and each input problem."""
+
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,12 @@ def test_conll2003_train_counts_and_gold_tags(conll_dir, conll_train):
 def test_conll2003_valid_test_counts(conll_dir, split):
     docs, stats = read_conll(conll_dir / f"{split}.txt")
     n_docs, n_sents, n_tokens, _ = EXPECTED[split]
-    assert (len(docs), stats.documents, stats.sentences, stats.tokens) == (n_docs, n_docs, n_sents, n_tokens)
+    assert (len(docs), stats.documents, stats.sentences, stats.tokens) == (
+        n_docs,
+        n_docs,
+        n_sents,
+        n_tokens,
+    )
     assert sum(stats.entities.values()) == sum(len(d.ents) for d in docs) == EXPECTED_TOTAL[split]
     # No bogus one-token "-DOCSTART-" sentences (spacy convert makes one per document).
     assert not any(t.text == "-DOCSTART-" for doc in docs for t in doc)
@@ -74,10 +80,14 @@ def test_conll2003_valid_test_counts(conll_dir, split):
 def test_conll_docbin_roundtrip(conll_train):
     docs = conll_train[0][:40]
     vocab = spacy.blank("en").vocab
-    loaded = list(DocBin().from_bytes(DocBin(docs=docs, store_user_data=False).to_bytes()).get_docs(vocab))
+    loaded = list(
+        DocBin().from_bytes(DocBin(docs=docs, store_user_data=False).to_bytes()).get_docs(vocab)
+    )
     for a, b in zip(docs, loaded):
         assert [t.text for t in a] == [t.text for t in b]
-        assert [(e.start, e.end, e.label_) for e in a.ents] == [(e.start, e.end, e.label_) for e in b.ents]
+        assert [(e.start, e.end, e.label_) for e in a.ents] == [
+            (e.start, e.end, e.label_) for e in b.ents
+        ]
         assert [(s.start, s.end) for s in a.sents] == [(s.start, s.end) for s in b.sents]
         assert [t.tag_ for t in a] == [t.tag_ for t in b]
 
@@ -166,7 +176,13 @@ def test_conll_iob1_detected_and_read(tmp_path):
     text = "Anna I-PER\nMaria I-PER\nBob B-PER\nin O\nParis I-LOC\n\nRome I-LOC\nParis B-LOC\n"
     docs, stats = read_conll(_write(tmp_path, text))
     assert stats.scheme == "IOB1" and stats.scheme_detected and stats.repairs == 0
-    assert _ents(docs[0]) == [(0, 2, "PER"), (2, 3, "PER"), (4, 5, "LOC"), (5, 6, "LOC"), (6, 7, "LOC")]
+    assert _ents(docs[0]) == [
+        (0, 2, "PER"),
+        (2, 3, "PER"),
+        (4, 5, "LOC"),
+        (5, 6, "LOC"),
+        (6, 7, "LOC"),
+    ]
 
 
 def test_conll_repairs_counted_with_lines(tmp_path):
@@ -195,7 +211,11 @@ def test_conll_writer_schemes_text(tmp_path):
 # --- bad input: each gives a ConversionError naming the file and the line ---
 
 BAD_CASES = [
-    ("a B-PER\nb I-PER\nc x O\n", 3, "this line has 3 column(s) but the file's lines have 2 (as line 1)"),
+    (
+        "a B-PER\nb I-PER\nc x O\n",
+        3,
+        "this line has 3 column(s) but the file's lines have 2 (as line 1)",
+    ),
     ("a O\nb B-\n", 2, "the entity type after 'B-' is empty"),
     ("a O\n\nb X-PER\n", 3, "unknown prefix 'X'"),
     ("a O\nb PER\n", 2, "expected 'O' or PREFIX-TYPE"),
@@ -249,7 +269,9 @@ def test_conll_missing_file(tmp_path):
 
 
 def test_conll_undecodable_bytes(tmp_path):
-    path = _write(tmp_path, "caf\xe9 O\nok O\n\nna\xefve B-PER\n\ngood O\n".encode("latin-1"), mode="wb")
+    path = _write(
+        tmp_path, "caf\xe9 O\nok O\n\nna\xefve B-PER\n\ngood O\n".encode("latin-1"), mode="wb"
+    )
     with pytest.raises(ConversionError) as err:
         read_conll(path)
     assert err.value.line == 1

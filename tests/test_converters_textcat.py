@@ -1,5 +1,6 @@
 """Text classification converter: SST-2 counts with texts unchanged, header
 defaults, label maps, TSV/CSV/JSONL, line ends, encodings and each bad row."""
+
 import csv
 import json
 
@@ -66,7 +67,9 @@ def test_textcat_csv_quoting_and_columns(tmp_path):
     docs, stats = read_textcat(path, text_col="body", label_col="stars")
     assert [d.text for d in docs] == ['He said "fine", then left', "line one\nline two"]
     assert docs[1].cats == {"1": 1.0, "5": 0.0}
-    with pytest.raises(ConversionError, match=r"no text column found in the header \['id', 'body', 'stars'\]"):
+    with pytest.raises(
+        ConversionError, match=r"no text column found in the header \['id', 'body', 'stars'\]"
+    ):
         read_textcat(path)
 
 
@@ -122,7 +125,9 @@ def test_textcat_bad_rows(tmp_path, content, line, message):
 
 def test_textcat_skip_invalid_reports_rows(tmp_path):
     content = "label\ttext\n0\tfine\n7\tnope\n1\t\n\n1\tgreat\n"
-    docs, stats = read_textcat(_write(tmp_path, content, "x.tsv"), label_map={"0": "NEG", "1": "POS"}, skip_invalid=True)
+    docs, stats = read_textcat(
+        _write(tmp_path, content, "x.tsv"), label_map={"0": "NEG", "1": "POS"}, skip_invalid=True
+    )
     assert [d.text for d in docs] == ["fine", "great"]
     assert [(r["line"], r["reason"].split(":")[0]) for r in stats.skipped] == [
         (3, "unknown label '7'"),

@@ -1,6 +1,7 @@
 """Tag schemes: conversion round trips (property tests), every repair case,
 detection, validation and the CRF transition masks against a brute-force
 check of every short sequence."""
+
 import itertools
 
 import pytest
@@ -35,12 +36,7 @@ def spans_strategy(draw, allow_adjacent_same=True):
         if draw(st.booleans()):
             length = draw(st.integers(min_value=1, max_value=min(4, n - i)))
             label = draw(st.sampled_from(LABELS))
-            if (
-                not allow_adjacent_same
-                and spans
-                and spans[-1][1] == i
-                and spans[-1][2] == label
-            ):
+            if not allow_adjacent_same and spans and spans[-1][1] == i and spans[-1][2] == label:
                 i += 1
                 continue
             spans.append((i, i + length, label))
@@ -246,7 +242,12 @@ def test_schemes_detect_errors():
 def test_schemes_iob1_reading():
     # In IOB1, I- starts an entity unless it continues the same type.
     tags = ["I-PER", "I-PER", "B-PER", "I-LOC", "O", "I-LOC"]
-    assert tags_to_spans(tags, "IOB1") == [(0, 2, "PER"), (2, 3, "PER"), (3, 4, "LOC"), (5, 6, "LOC")]
+    assert tags_to_spans(tags, "IOB1") == [
+        (0, 2, "PER"),
+        (2, 3, "PER"),
+        (3, 4, "LOC"),
+        (5, 6, "LOC"),
+    ]
     assert convert(tags, "IOB1", "IOB2") == ["B-PER", "I-PER", "B-PER", "B-LOC", "O", "B-LOC"]
 
 

@@ -7,6 +7,7 @@ Docs (and DocBin files), and Docs back to CoNLL.
 
 Bad input raises ConversionError, whose message names the file and the line.
 """
+
 from .conll import DEFAULT_N_SENTS, doc_to_conll_rows, read_conll, write_conll
 from .corpus import convert_file, detect_format, read_docbin, summary_path
 from .textcat import LABEL_COLUMNS, TEXT_COLUMNS, parse_label_map, read_textcat

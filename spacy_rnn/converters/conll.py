@@ -11,6 +11,7 @@ other token explicitly `O`), its sentence starts and optionally the POS column
 as `token.tag_`. `write_conll` writes Docs back in any scheme, so a conversion
 round-trips.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple, Union
@@ -108,7 +109,11 @@ def _parse(
             cols = (
                 _column_index(token_col, n_cols, "--token-col", path, line_no),
                 _column_index(tag_col, n_cols, "--tag-col", path, line_no),
-                None if pos_col is None else _column_index(pos_col, n_cols, "--pos-col", path, line_no),
+                (
+                    None
+                    if pos_col is None
+                    else _column_index(pos_col, n_cols, "--pos-col", path, line_no)
+                ),
             )
             if n_cols < 2:
                 raise ConversionError(
@@ -221,9 +226,11 @@ def read_conll(
         stats.notes.append(f"{empty_docs} {DOCSTART} document(s) without sentences made no Doc")
     docs: List[Doc] = []
     for document in documents:
-        groups = [document] if n_sents is None else [
-            document[i:i + n_sents] for i in range(0, len(document), n_sents)
-        ]
+        groups = (
+            [document]
+            if n_sents is None
+            else [document[i : i + n_sents] for i in range(0, len(document), n_sents)]
+        )
         for group in groups:
             if group:
                 docs.append(_make_doc(vocab, group, stats, strict, path, pos_col is not None))
@@ -276,7 +283,9 @@ def _make_doc(
     )
 
 
-def doc_to_conll_rows(doc: Doc, scheme: str = "IOB2", pos: bool = False) -> Iterator[List[List[str]]]:
+def doc_to_conll_rows(
+    doc: Doc, scheme: str = "IOB2", pos: bool = False
+) -> Iterator[List[List[str]]]:
     """Yield each sentence of a Doc as rows [token, (tag_,) entity tag].
 
     Entities are written in `scheme`; one crossing a sentence boundary is cut

@@ -1,5 +1,6 @@
 """File-level conversion: infer a corpus' format, convert it to a DocBin with a
 JSON summary beside it, and read a DocBin back (for the reverse direction)."""
+
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -78,11 +79,15 @@ def convert_file(
     """
     input_path = Path(input_path)
     if format not in FORMATS:
-        raise ConversionError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", input_path)
+        raise ConversionError(
+            f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", input_path
+        )
     if not input_path.exists():
         raise ConversionError("file not found", input_path)
     if format == "auto":
-        hint = bool(textcat_options and any(textcat_options.get(k) for k in ("text_col", "label_col")))
+        hint = bool(
+            textcat_options and any(textcat_options.get(k) for k in ("text_col", "label_col"))
+        )
         format = detect_format(input_path, encoding, textcat_hint=hint)
     if format == "conll":
         docs, stats = read_conll(
@@ -90,7 +95,11 @@ def convert_file(
         )
     else:
         docs, stats = read_textcat(
-            input_path, format=format, encoding=encoding, skip_invalid=skip_invalid, **(textcat_options or {})
+            input_path,
+            format=format,
+            encoding=encoding,
+            skip_invalid=skip_invalid,
+            **(textcat_options or {}),
         )
     if output_path is not None:
         output_path = Path(output_path)

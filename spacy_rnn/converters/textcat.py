@@ -7,6 +7,7 @@ corpus: one-hot for exclusive classes (the default), 0/1 per label with
 names (SST-2 gives cats "0" and "1"); `label_map={"0": "NEG", "1": "POS"}`
 renames them, and a label outside the map is then an error.
 """
+
 import csv
 import json
 from pathlib import Path
@@ -20,7 +21,13 @@ from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_li
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "tweet")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category")
 FORMATS = ("tsv", "csv", "jsonl")
-_EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_EXTENSIONS = {
+    ".tsv": "tsv",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 
 
 def parse_label_map(spec: Optional[str]) -> Optional[Dict[str, str]]:
@@ -31,7 +38,9 @@ def parse_label_map(spec: Optional[str]) -> Optional[Dict[str, str]]:
     for item in spec.split(","):
         raw, sep, name = item.partition("=")
         if not sep or not raw.strip() or not name.strip():
-            raise ValueError(f"Invalid label map item {item!r} in {spec!r}: expected RAW=NAME, e.g. 0=NEG,1=POS")
+            raise ValueError(
+                f"Invalid label map item {item!r} in {spec!r}: expected RAW=NAME, e.g. 0=NEG,1=POS"
+            )
         if raw.strip() in mapping:
             raise ValueError(f"Label {raw.strip()!r} is mapped twice in {spec!r}")
         mapping[raw.strip()] = name.strip()
@@ -44,8 +53,13 @@ def textcat_format(path: PathLike) -> Optional[str]:
 
 
 def _find_column(
-    header: Sequence[str], wanted: Optional[Union[str, int]], defaults: Sequence[str], what: str, option: str,
-    path: PathLike, line: int,
+    header: Sequence[str],
+    wanted: Optional[Union[str, int]],
+    defaults: Sequence[str],
+    what: str,
+    option: str,
+    path: PathLike,
+    line: int,
 ) -> int:
     lowered = [h.strip().lower() for h in header]
     if wanted is None:
@@ -53,15 +67,22 @@ def _find_column(
             if name in lowered:
                 return lowered.index(name)
         raise ConversionError(
-            f"no {what} column found in the header {list(header)!r} (looked for {', '.join(defaults)}); "
+            f"no {what} column found in the header {list(header)!r} "
+            f"(looked for {', '.join(defaults)}); "
             f"name it with {option}",
             path,
             line,
         )
-    if isinstance(wanted, int) or (isinstance(wanted, str) and wanted.isdigit() and wanted not in header):
+    if isinstance(wanted, int) or (
+        isinstance(wanted, str) and wanted.isdigit() and wanted not in header
+    ):
         index = int(wanted)
         if not 0 <= index < len(header):
-            raise ConversionError(f"{option} {wanted} is out of range: the header has {len(header)} column(s)", path, line)
+            raise ConversionError(
+                f"{option} {wanted} is out of range: the header has {len(header)} column(s)",
+                path,
+                line,
+            )
         return index
     if wanted in header:
         return list(header).index(wanted)
@@ -75,7 +96,9 @@ def _tsv_rows(lines: List[Tuple[int, Optional[str]]]) -> Iterator[Tuple[int, Opt
         yield line_no, None if line is None else line.split("\t")
 
 
-def _csv_rows(path: PathLike, lines: List[Tuple[int, Optional[str]]]) -> Iterator[Tuple[int, Optional[List[str]]]]:
+def _csv_rows(
+    path: PathLike, lines: List[Tuple[int, Optional[str]]]
+) -> Iterator[Tuple[int, Optional[List[str]]]]:
     current = [0]
 
     def feed() -> Iterator[str]:
@@ -136,17 +159,22 @@ def read_textcat(
         format = textcat_format(path)
         if format is None:
             raise ConversionError(
-                f"cannot tell the format from the extension {Path(path).suffix!r}: give --format tsv, csv or jsonl",
+                f"cannot tell the format from the extension {Path(path).suffix!r}: "
+                "give --format tsv, csv or jsonl",
                 path,
             )
     if format not in FORMATS:
-        raise ConversionError(f"unknown text classification format {format!r}; expected one of {FORMATS}", path)
+        raise ConversionError(
+            f"unknown text classification format {format!r}; expected one of {FORMATS}", path
+        )
     stats = ConversionStats(input=str(path), format=format)
     lines = read_lines(path, encoding=encoding, skip_invalid=skip_invalid, stats=stats)
 
     def invalid(line_no: Optional[int], message: str) -> None:
         if not skip_invalid:
-            raise ConversionError(message + " (use --skip-invalid to skip such rows)", path, line_no)
+            raise ConversionError(
+                message + " (use --skip-invalid to skip such rows)", path, line_no
+            )
         stats.skip(line_no, message)
 
     records: List[Tuple[int, str, List[str]]] = []  # (line, text, raw labels)
@@ -174,13 +202,16 @@ def read_textcat(
         if unknown:
             invalid(
                 line_no,
-                f"unknown label {unknown[0]!r}: the label map knows {', '.join(map(repr, label_map or {}))}",
+                f"unknown label {unknown[0]!r}: the label map knows "
+                f"{', '.join(map(repr, label_map or {}))}",
             )
             continue
         names = [label_map[x] if label_map is not None else x for x in raw_labels]
         if labels is not None and any(n not in labels for n in names):
             bad = next(n for n in names if n not in labels)
-            invalid(line_no, f"unknown label {bad!r}: the label set is {', '.join(map(repr, labels))}")
+            invalid(
+                line_no, f"unknown label {bad!r}: the label set is {', '.join(map(repr, labels))}"
+            )
             continue
         records.append((line_no, text, names))
     if not records:
@@ -231,7 +262,9 @@ def _table_records(path, lines, format, text_col, label_col, invalid, stats):
             header = row
             header_line = line_no
             t = _find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, line_no)
-            lab = _find_column(header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no)
+            lab = _find_column(
+                header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no
+            )
             continue
         if len(row) == 1 and not row[0].strip():
             stats.skip(line_no, "blank line")
@@ -239,7 +272,8 @@ def _table_records(path, lines, format, text_col, label_col, invalid, stats):
         if len(row) != len(header):
             invalid(
                 line_no,
-                f"this row has {len(row)} column(s) but the header (line {header_line}) has {len(header)}",
+                f"this row has {len(row)} column(s) but the header "
+                f"(line {header_line}) has {len(header)}",
             )
             continue
         yield line_no, row[t], row[lab]
@@ -264,7 +298,13 @@ def _jsonl_records(path, lines, text_col, label_col, invalid, stats):
             continue
         if keys is None:
             header = list(obj)
-            t = header[_find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, line_no)]
-            lab = header[_find_column(header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no)]
+            t = header[
+                _find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, line_no)
+            ]
+            lab = header[
+                _find_column(
+                    header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no
+                )
+            ]
             keys = (t, lab)
         yield line_no, obj.get(keys[0]), obj.get(keys[1])

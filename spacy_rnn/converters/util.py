@@ -1,6 +1,7 @@
 """What every converter shares: the error type, the statistics object, and
 reading a file's lines with a clear error for missing, empty or undecodable
 files."""
+
 import codecs
 from collections import Counter
 from dataclasses import dataclass, field
@@ -81,7 +82,9 @@ class ConversionStats:
     def add_repair(self, line: Optional[int], old: str, new: str, message: str) -> None:
         self.repairs += 1
         if len(self.repair_examples) < MAX_REPAIR_EXAMPLES:
-            self.repair_examples.append({"line": line, "tag": old, "fixed": new, "message": message})
+            self.repair_examples.append(
+                {"line": line, "tag": old, "fixed": new, "message": message}
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         data: Dict[str, Any] = {
@@ -158,10 +161,12 @@ def read_lines(
         bad_line = raw.count(b"\n", 0, err.start) + 1
         if not skip_invalid:
             raise ConversionError(
-                f"cannot decode byte {raw[err.start:err.start + 1]!r} as {encoding.replace('-sig', '')} "
+                f"cannot decode byte {raw[err.start:err.start + 1]!r} as "
+                f"{encoding.replace('-sig', '')} "
                 f"(byte column {_column(raw, err.start)}); "
                 f"the file is probably in another encoding: try --encoding "
-                f"{_suggest_encoding(raw_lines[bad_line - 1])}, or --skip-invalid to leave such lines out",
+                f"{_suggest_encoding(raw_lines[bad_line - 1])}, "
+                "or --skip-invalid to leave such lines out",
                 path,
                 bad_line,
             ) from None
@@ -173,7 +178,9 @@ def read_lines(
     result: List[Tuple[int, Optional[str]]] = []
     for i, raw_line in enumerate(raw_lines):
         try:
-            line: Optional[str] = raw_line.decode(encoding if i == 0 else encoding.replace("-sig", ""))
+            line: Optional[str] = raw_line.decode(
+                encoding if i == 0 else encoding.replace("-sig", "")
+            )
         except UnicodeDecodeError:
             line = None
             if stats is not None:
