@@ -22,6 +22,7 @@ load_system(path) -> System;  compare_metrics(paths, output=None, plot=None) -> 
 Metrics are the dicts of `spacy_rnn.evaluation` (`{"meta", "ner", "textcat"}`).
 """
 import html
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -220,7 +221,9 @@ def plot_metrics(metrics: Dict[str, Any], out_dir: Union[str, Path]) -> List[Pat
 
 def _render_one(doc: Doc) -> str:
     options = {"colors": ENT_COLORS}
-    return displacy.render(doc, style="ent", page=False, minify=True, jupyter=False, options=options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # W006: a doc without entities is shown as plain text
+        return displacy.render(doc, style="ent", page=False, minify=True, jupyter=False, options=options)
 
 
 def render_errors_html(
