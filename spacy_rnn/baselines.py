@@ -29,6 +29,7 @@ run_textcat_baseline(train, dev, test, output_dir) -> Dict[str, Dict]
     `<system>-<split>.json` (metrics from `spacy_rnn.evaluation`) under
     output_dir, return {"<system>-<split>": metrics}.
 """
+
 import re
 import time
 from dataclasses import dataclass, field
@@ -114,7 +115,11 @@ def doc_sentences(docs: Sequence[Doc]) -> List[Tuple[int, int, List[str], List[s
                 tags[k] = f"I-{ent.label_}"
         if len(doc) == 0:
             continue
-        bounds = [(s.start, s.end) for s in doc.sents] if doc.has_annotation("SENT_START") else [(0, len(doc))]
+        bounds = (
+            [(s.start, s.end) for s in doc.sents]
+            if doc.has_annotation("SENT_START")
+            else [(0, len(doc))]
+        )
         for start, end in bounds:
             out.append((d, start, [t.text for t in doc[start:end]], tags[start:end]))
     return out
@@ -138,7 +143,7 @@ def copy_doc(doc: Doc) -> Doc:
 
 @dataclass
 class NERBaseline:
-    """A fitted token-feature NER model: kind "lr" (DictVectorizer + LogisticRegression) or "crf"."""
+    """A fitted token-feature NER model: "lr" (DictVectorizer + LogisticRegression) or "crf"."""
 
     kind: str
     model: Any
@@ -254,7 +259,9 @@ def train_textcat_baseline(
     texts = [d.text for d in train_docs]
     y = [_gold_class(d, i) for i, d in enumerate(train_docs)]
     if len(set(y)) < 2:
-        raise ValueError(f"the training docs hold a single class ({sorted(set(y))}); need two or more")
+        raise ValueError(
+            f"the training docs hold a single class ({sorted(set(y))}); need two or more"
+        )
     start = time.perf_counter()
     pipe = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=min_df),
@@ -266,7 +273,9 @@ def train_textcat_baseline(
 
 def predict_textcat(model: TextcatBaseline, docs: Sequence[Doc]) -> List[Doc]:
     """Copies of `docs` whose cats are the model's class probabilities."""
-    probs = model.predict_proba([d.text for d in docs]) if docs else np.zeros((0, len(model.labels)))
+    probs = (
+        model.predict_proba([d.text for d in docs]) if docs else np.zeros((0, len(model.labels)))
+    )
     out = []
     for doc, row in zip(docs, probs):
         pred = copy_doc(doc)
@@ -279,8 +288,13 @@ def predict_textcat(model: TextcatBaseline, docs: Sequence[Doc]) -> List[Doc]:
 
 
 def _meta(system: str, split: str, seconds: float, params: Dict[str, Any]) -> Dict[str, Any]:
-    return {"system": system, "kind": "baseline", "split": split, "train_seconds": round(seconds, 2),
-            "params": params}
+    return {
+        "system": system,
+        "kind": "baseline",
+        "split": split,
+        "train_seconds": round(seconds, 2),
+        "params": params,
+    }
 
 
 def run_ner_baseline(
@@ -301,8 +315,10 @@ def run_ner_baseline(
         for split, docs in (("dev", dev_docs), ("test", test_docs)):
             preds = predict_ner(model, docs)
             save_docs(preds, output_dir / f"{names[kind]}-{split}.spacy")
-            metrics = {"meta": _meta(names[kind], split, model.train_seconds, model.params),
-                       "ner": evaluate_ner(docs, preds)}
+            metrics = {
+                "meta": _meta(names[kind], split, model.train_seconds, model.params),
+                "ner": evaluate_ner(docs, preds),
+            }
             write_metrics(metrics, output_dir / f"{names[kind]}-{split}.json")
             results[f"{names[kind]}-{split}"] = metrics
     return results
@@ -324,8 +340,10 @@ def run_textcat_baseline(
         preds = predict_textcat(model, docs)
         save_docs(preds, output_dir / f"{name}-{split}.spacy")
         params = {"C": model.pipeline[-1].C, "ngram_range": [1, 2]}
-        metrics = {"meta": _meta(name, split, model.train_seconds, params),
-                   "textcat": evaluate_textcat(docs, preds)}
+        metrics = {
+            "meta": _meta(name, split, model.train_seconds, params),
+            "textcat": evaluate_textcat(docs, preds),
+        }
         write_metrics(metrics, output_dir / f"{name}-{split}.json")
         results[f"{name}-{split}"] = metrics
     return results

@@ -49,6 +49,7 @@ tokens with spaCy's `Example` alignment (what spaCy's own scorer does); when
 the texts themselves differ the docs cannot be aligned and a ValueError
 names the document.
 """
+
 import json
 import warnings
 from pathlib import Path
@@ -132,7 +133,9 @@ def _make_example(pred: Doc, gold: Doc, index: int) -> Example:
     try:
         return Example(pred, gold)
     except Exception as err:
-        raise ValueError(f"document {index}: cannot pair prediction with reference ({err})") from err
+        raise ValueError(
+            f"document {index}: cannot pair prediction with reference ({err})"
+        ) from err
 
 
 def example_sequences(examples: Iterable[Example]) -> Tuple[List[Tags], List[Tags]]:
@@ -205,23 +208,34 @@ def seqeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict
             )
         micro = report["micro avg"]
         per_type = {
-            label: _prf(row["precision"], row["recall"], row["f1-score"], support=int(row["support"]))
+            label: _prf(
+                row["precision"], row["recall"], row["f1-score"], support=int(row["support"])
+            )
             for label, row in sorted(report.items())
             if not label.endswith(" avg")
         }
         out[mode] = _prf(
-            micro["precision"], micro["recall"], micro["f1-score"],
-            support=int(micro["support"]), per_type=per_type,
+            micro["precision"],
+            micro["recall"],
+            micro["f1-score"],
+            support=int(micro["support"]),
+            per_type=per_type,
         )
     return out
 
 
 def _semeval_row(result: Any) -> Dict[str, Any]:
     return _prf(
-        result.precision, result.recall, result.f1,
-        correct=result.correct, incorrect=result.incorrect, partial=result.partial,
-        missed=result.missed, spurious=result.spurious,
-        possible=result.possible, actual=result.actual,
+        result.precision,
+        result.recall,
+        result.f1,
+        correct=result.correct,
+        incorrect=result.incorrect,
+        partial=result.partial,
+        missed=result.missed,
+        spurious=result.spurious,
+        possible=result.possible,
+        actual=result.actual,
     )
 
 
@@ -231,8 +245,16 @@ def semeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict
     pred_seqs = [list(s) for s in pred_seqs if len(s)]
     labels = sorted({t[2:] for seq in list(gold_seqs) + list(pred_seqs) for t in seq if t != "O"})
     empty = {
-        "p": 0.0, "r": 0.0, "f": 0.0, "correct": 0, "incorrect": 0, "partial": 0,
-        "missed": 0, "spurious": 0, "possible": 0, "actual": 0,
+        "p": 0.0,
+        "r": 0.0,
+        "f": 0.0,
+        "correct": 0,
+        "incorrect": 0,
+        "partial": 0,
+        "missed": 0,
+        "spurious": 0,
+        "possible": 0,
+        "actual": 0,
     }
     if not gold_seqs:
         return {mode: dict(empty, per_type={}) for mode in SEMEVAL_MODES}
@@ -253,7 +275,10 @@ def semeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict
 def evaluate_tags(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict[str, Any]:
     """seqeval (default + strict) and SemEval figures from IOB2 tag sequences."""
     _check_seqs(gold_seqs, pred_seqs)
-    return {"seqeval": seqeval_scores(gold_seqs, pred_seqs), "semeval": semeval_scores(gold_seqs, pred_seqs)}
+    return {
+        "seqeval": seqeval_scores(gold_seqs, pred_seqs),
+        "semeval": semeval_scores(gold_seqs, pred_seqs),
+    }
 
 
 def _spacy_ents(examples: Sequence[Example]) -> Dict[str, Any]:
@@ -262,7 +287,9 @@ def _spacy_ents(examples: Sequence[Example]) -> Dict[str, Any]:
         label: _prf(row["p"], row["r"], row["f"])
         for label, row in sorted((scores["ents_per_type"] or {}).items())
     }
-    return _prf(scores["ents_p"] or 0.0, scores["ents_r"] or 0.0, scores["ents_f"] or 0.0, per_type=per_type)
+    return _prf(
+        scores["ents_p"] or 0.0, scores["ents_r"] or 0.0, scores["ents_f"] or 0.0, per_type=per_type
+    )
 
 
 def evaluate_ner(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[str, Any]:
@@ -270,7 +297,10 @@ def evaluate_ner(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[str
     gold_docs, pred_docs = list(gold_docs), list(pred_docs)
     examples = make_examples(gold_docs, pred_docs)
     gold_seqs, pred_seqs = example_sequences(examples)
-    labels = sorted({e.label_ for d in gold_docs for e in d.ents} | {e.label_ for d in pred_docs for e in d.ents})
+    labels = sorted(
+        {e.label_ for d in gold_docs for e in d.ents}
+        | {e.label_ for d in pred_docs for e in d.ents}
+    )
     metrics: Dict[str, Any] = {
         "unit": UNIT,
         "n_docs": len(gold_docs),
@@ -306,12 +336,18 @@ def evaluate_textcat(
     and "not L".
     """
     from sklearn.metrics import (
-        accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score,
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
     )
 
     gold_docs, pred_docs = list(gold_docs), list(pred_docs)
     if len(gold_docs) != len(pred_docs):
-        raise ValueError(f"{len(gold_docs)} gold documents but {len(pred_docs)} predicted documents")
+        raise ValueError(
+            f"{len(gold_docs)} gold documents but {len(pred_docs)} predicted documents"
+        )
     if not gold_docs:
         raise ValueError("no documents to evaluate")
     cat_labels = _labels_of(gold_docs)
@@ -327,7 +363,9 @@ def evaluate_textcat(
             return classes[0] if cats[cat_labels[0]] >= threshold else classes[1]
         missing = [label for label in cat_labels if label not in cats]
         if missing:
-            raise ValueError(f"{what} document {i} has no score for {missing} (it has {sorted(cats)})")
+            raise ValueError(
+                f"{what} document {i} has no score for {missing} (it has {sorted(cats)})"
+            )
         return max(cat_labels, key=lambda label: cats[label])
 
     y_true = [decide(g.cats, i, "gold") for i, g in enumerate(gold_docs)]
@@ -340,9 +378,12 @@ def evaluate_textcat(
         "labels": classes,
         "n_docs": len(gold_docs),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+        ),
         "per_class": {
-            label: _prf(p[k], r[k], f[k], support=int(support[k])) for k, label in enumerate(classes)
+            label: _prf(p[k], r[k], f[k], support=int(support[k]))
+            for k, label in enumerate(classes)
         },
         "confusion_matrix": {"labels": classes, "matrix": matrix.tolist()},
     }
@@ -356,7 +397,9 @@ def evaluate_textcat(
         scores = np.asarray([d.cats[positive_label] for d in pred_docs], dtype="f")
         out["positive_label"] = positive_label
         # AUC is undefined with a single class in the gold; report None then.
-        out["roc_auc"] = float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else None
+        out["roc_auc"] = (
+            float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else None
+        )
     return out
 
 
@@ -411,7 +454,10 @@ def predict_docs(nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64) -> Li
         import spacy
 
         nlp = spacy.load(nlp)
-    inputs = [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in gold_docs]
+    inputs = [
+        Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d])
+        for d in gold_docs
+    ]
     return list(nlp.pipe(inputs, batch_size=batch_size))
 
 
@@ -443,7 +489,9 @@ def write_metrics(metrics: Dict[str, Any], path: Union[str, Path]) -> Path:
     """Write metrics as indented JSON (numpy scalars converted)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False) + "\n", encoding="utf8")
+    path.write_text(
+        json.dumps(_jsonable(metrics), indent=2, sort_keys=False) + "\n", encoding="utf8"
+    )
     return path
 
 

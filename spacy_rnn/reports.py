@@ -21,6 +21,7 @@ load_system(path) -> System;  compare_metrics(paths, output=None, plot=None) -> 
 
 Metrics are the dicts of `spacy_rnn.evaluation` (`{"meta", "ner", "textcat"}`).
 """
+
 import html
 import warnings
 from dataclasses import dataclass, field
@@ -69,23 +70,45 @@ def print_summary(metrics: Dict[str, Any]) -> None:
     if "ner" in metrics:
         ner = metrics["ner"]
         msg.divider("NER")
-        msg.text(f"{ner['n_docs']} docs, {ner['n_sentences']} sentences, {ner['n_tokens']} tokens; "
-                 f"scored per {ner['unit']}")
-        msg.table([(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)],
-                  header=("mode", "P", "R", "F"), aligns=("l", "r", "r", "r"))
+        msg.text(
+            f"{ner['n_docs']} docs, {ner['n_sentences']} sentences, {ner['n_tokens']} tokens; "
+            f"scored per {ner['unit']}"
+        )
+        msg.table(
+            [(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)],
+            header=("mode", "P", "R", "F"),
+            aligns=("l", "r", "r", "r"),
+        )
         per_type = ner["seqeval"]["default"]["per_type"]
         if per_type:
-            msg.table([(t, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"]) for t, r in per_type.items()],
-                      header=("type (seqeval default)", "P", "R", "F", "gold"),
-                      aligns=("l", "r", "r", "r", "r"))
+            msg.table(
+                [
+                    (t, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                    for t, r in per_type.items()
+                ],
+                header=("type (seqeval default)", "P", "R", "F", "gold"),
+                aligns=("l", "r", "r", "r", "r"),
+            )
     if "textcat" in metrics:
         tc = metrics["textcat"]
         msg.divider("Text classification")
-        msg.table([("accuracy", _pct(tc["accuracy"])), ("macro F1", _pct(tc["macro_f1"])),
-                   ("ROC AUC", _pct(tc.get("roc_auc")))], header=("metric", "%"), aligns=("l", "r"))
-        msg.table([(label, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
-                   for label, r in tc["per_class"].items()],
-                  header=("class", "P", "R", "F", "gold"), aligns=("l", "r", "r", "r", "r"))
+        msg.table(
+            [
+                ("accuracy", _pct(tc["accuracy"])),
+                ("macro F1", _pct(tc["macro_f1"])),
+                ("ROC AUC", _pct(tc.get("roc_auc"))),
+            ],
+            header=("metric", "%"),
+            aligns=("l", "r"),
+        )
+        msg.table(
+            [
+                (label, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                for label, r in tc["per_class"].items()
+            ],
+            header=("class", "P", "R", "F", "gold"),
+            aligns=("l", "r", "r", "r", "r"),
+        )
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -102,47 +125,100 @@ def make_report(metrics: Dict[str, Any], title: str = "Evaluation") -> str:
         out += [", ".join(f"{k}: {v}" for k, v in meta.items() if not isinstance(v, dict)), ""]
     if "ner" in metrics:
         ner = metrics["ner"]
-        out += ["## NER", "",
-                f"{ner['n_docs']} documents, {ner['n_sentences']} sentences, {ner['n_tokens']} tokens. "
-                f"Sequence metrics are computed per {ner['unit']}. seqeval default mode is "
-                "conlleval-compatible; strict mode counts only well-formed IOB2 entities. SemEval'13 "
-                "modes come from nervaluate: strict (span and type), exact (span), partial (overlap, "
-                "half credit), type (overlap and type).", ""]
-        out += [_md_table(("mode", "P", "R", "F"),
-                          [(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)]), ""]
+        out += [
+            "## NER",
+            "",
+            f"{ner['n_docs']} documents, {ner['n_sentences']} sentences, {ner['n_tokens']} tokens. "
+            f"Sequence metrics are computed per {ner['unit']}. seqeval default mode is "
+            "conlleval-compatible; strict mode counts only well-formed IOB2 entities. SemEval'13 "
+            "modes come from nervaluate: strict (span and type), exact (span), partial (overlap, "
+            "half credit), type (overlap and type).",
+            "",
+        ]
+        out += [
+            _md_table(
+                ("mode", "P", "R", "F"),
+                [(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)],
+            ),
+            "",
+        ]
         types = ner["labels"]
         if types:
-            header = ["type"] + [SEQEVAL_NAMES[m] for m in ("default", "strict")] + \
-                [SEMEVAL_NAMES[m] for m in SEMEVAL_NAMES] + ["gold"]
+            header = (
+                ["type"]
+                + [SEQEVAL_NAMES[m] for m in ("default", "strict")]
+                + [SEMEVAL_NAMES[m] for m in SEMEVAL_NAMES]
+                + ["gold"]
+            )
             rows = []
             for t in types:
                 row = [t]
-                row += [_pct(ner["seqeval"][m]["per_type"].get(t, {}).get("f", 0.0)) for m in ("default", "strict")]
-                row += [_pct(ner["semeval"][m]["per_type"].get(t, {}).get("f", 0.0)) for m in SEMEVAL_NAMES]
+                row += [
+                    _pct(ner["seqeval"][m]["per_type"].get(t, {}).get("f", 0.0))
+                    for m in ("default", "strict")
+                ]
+                row += [
+                    _pct(ner["semeval"][m]["per_type"].get(t, {}).get("f", 0.0))
+                    for m in SEMEVAL_NAMES
+                ]
                 row.append(ner["seqeval"]["default"]["per_type"].get(t, {}).get("support", 0))
                 rows.append(row)
             out += ["F1 per entity type:", "", _md_table(header, rows), ""]
         sem = ner["semeval"]["strict"]
-        out += ["SemEval counts (strict): " + ", ".join(
-            f"{k} {sem[k]}" for k in ("correct", "incorrect", "partial", "missed", "spurious")), ""]
+        out += [
+            "SemEval counts (strict): "
+            + ", ".join(
+                f"{k} {sem[k]}" for k in ("correct", "incorrect", "partial", "missed", "spurious")
+            ),
+            "",
+        ]
     if "textcat" in metrics:
         tc = metrics["textcat"]
-        out += ["## Text classification", "",
-                f"{tc['n_docs']} documents; classes are mutually exclusive (highest score wins).", "",
-                _md_table(("metric", "%"), [("accuracy", _pct(tc["accuracy"])), ("macro F1", _pct(tc["macro_f1"])),
-                                            ("ROC AUC" + (f" ({tc['positive_label']})" if "positive_label" in tc else ""),
-                                             _pct(tc.get("roc_auc")))]), "",
-                _md_table(("class", "P", "R", "F", "gold"),
-                          [(k, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
-                           for k, r in tc["per_class"].items()]), "",
-                "Confusion matrix (rows gold, columns predicted):", "",
-                _md_table([""] + tc["confusion_matrix"]["labels"],
-                          [[lab] + row for lab, row in zip(tc["confusion_matrix"]["labels"],
-                                                           tc["confusion_matrix"]["matrix"])]), ""]
+        out += [
+            "## Text classification",
+            "",
+            f"{tc['n_docs']} documents; classes are mutually exclusive (highest score wins).",
+            "",
+            _md_table(
+                ("metric", "%"),
+                [
+                    ("accuracy", _pct(tc["accuracy"])),
+                    ("macro F1", _pct(tc["macro_f1"])),
+                    (
+                        "ROC AUC"
+                        + (f" ({tc['positive_label']})" if "positive_label" in tc else ""),
+                        _pct(tc.get("roc_auc")),
+                    ),
+                ],
+            ),
+            "",
+            _md_table(
+                ("class", "P", "R", "F", "gold"),
+                [
+                    (k, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                    for k, r in tc["per_class"].items()
+                ],
+            ),
+            "",
+            "Confusion matrix (rows gold, columns predicted):",
+            "",
+            _md_table(
+                [""] + tc["confusion_matrix"]["labels"],
+                [
+                    [lab] + row
+                    for lab, row in zip(
+                        tc["confusion_matrix"]["labels"], tc["confusion_matrix"]["matrix"]
+                    )
+                ],
+            ),
+            "",
+        ]
     return "\n".join(out)
 
 
-def write_report(metrics: Dict[str, Any], path: Union[str, Path], title: str = "Evaluation") -> Path:
+def write_report(
+    metrics: Dict[str, Any], path: Union[str, Path], title: str = "Evaluation"
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(make_report(metrics, title) + "\n", encoding="utf8")
@@ -179,8 +255,12 @@ def plot_metrics(metrics: Dict[str, Any], out_dir: Union[str, Path]) -> List[Pat
         width = 0.8 / len(modes)
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(types) + 2), 4.5))
         for k, (name, per_type) in enumerate(modes):
-            ax.bar(x + k * width - 0.4 + width / 2, [per_type.get(t, {}).get("f", 0.0) for t in types],
-                   width, label=name)
+            ax.bar(
+                x + k * width - 0.4 + width / 2,
+                [per_type.get(t, {}).get("f", 0.0) for t in types],
+                width,
+                label=name,
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(types)
         ax.set_ylim(0, 1.05)
@@ -204,8 +284,14 @@ def plot_metrics(metrics: Dict[str, Any], out_dir: Union[str, Path]) -> List[Pat
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
         for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, str(v), ha="center", va="center",
-                    color="white" if v > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                color="white" if v > matrix.max() / 2 else "black",
+            )
         fig.colorbar(im, ax=ax)
         ax.set_title("Confusion matrix")
         fig.tight_layout()
@@ -223,7 +309,9 @@ def _render_one(doc: Doc) -> str:
     options = {"colors": ENT_COLORS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # W006: a doc without entities is shown as plain text
-        return displacy.render(doc, style="ent", page=False, minify=True, jupyter=False, options=options)
+        return displacy.render(
+            doc, style="ent", page=False, minify=True, jupyter=False, options=options
+        )
 
 
 def render_errors_html(
@@ -239,7 +327,8 @@ def render_errors_html(
         "td{vertical-align:top;border-top:1px solid #ccc;padding:6px;width:50%}"
         "th{text-align:left}</style></head><body>",
         f"<h1>Documents with errors: {len(errors)} of {len(gold_docs)}"
-        + (f" (first {limit} shown)" if len(errors) > limit else "") + "</h1>",
+        + (f" (first {limit} shown)" if len(errors) > limit else "")
+        + "</h1>",
         "<table><tr><th>gold</th><th>prediction</th></tr>",
     ]
     for i in errors[:limit]:
@@ -298,9 +387,13 @@ def load_system(path: Union[str, Path]) -> System:
     path = Path(path)
     metrics = read_metrics(path)
     if not isinstance(metrics, dict) or not ("ner" in metrics or "textcat" in metrics):
-        raise ValueError(f"{path}: holds neither 'ner' nor 'textcat' metrics; is it an evaluate/baseline output?")
+        raise ValueError(
+            f"{path}: holds neither 'ner' nor 'textcat' metrics; is it an evaluate/baseline output?"
+        )
     meta = metrics.get("meta", {})
-    return System(meta.get("system") or path.stem, meta.get("kind", "model"), meta.get("split", "?"), metrics)
+    return System(
+        meta.get("system") or path.stem, meta.get("kind", "model"), meta.get("split", "?"), metrics
+    )
 
 
 def _verdict(task: str, metric: str, rows: List[Dict[str, Any]]) -> Optional[str]:
@@ -312,9 +405,11 @@ def _verdict(task: str, metric: str, rows: List[Dict[str, Any]]) -> Optional[str
     best_b = max(baselines, key=lambda r: r[metric])
     diff = 100 * (best_m[metric] - best_b[metric])
     answer = "yes" if diff > 0 else "no"
-    return (f"{task}: did the recurrent network beat the machine-learning baselines? **{answer}** — "
-            f"best model {best_m['system']} {_pct(best_m[metric])} vs best baseline {best_b['system']} "
-            f"{_pct(best_b[metric])} {metric} ({diff:+.2f} points).")
+    return (
+        f"{task}: did the recurrent network beat the machine-learning baselines? **{answer}** — "
+        f"best model {best_m['system']} {_pct(best_m[metric])} vs best baseline {best_b['system']} "
+        f"{_pct(best_b[metric])} {metric} ({diff:+.2f} points)."
+    )
 
 
 def compare_metrics(
@@ -343,12 +438,24 @@ def compare_metrics(
         rows.sort(key=lambda r: -(r[key] or 0.0))
         setattr(comp, rows_attr, rows)
         header = ["system", "kind", "split"] + [name for name, _ in columns]
-        parts += [f"## {'NER' if task == 'ner' else 'Text classification'} (figures in %)", "",
-                  _md_table(header, [[r["system"], r["kind"], r["split"]] + [_pct(r[n]) for n, _ in columns]
-                                     for r in rows]), ""]
+        parts += [
+            f"## {'NER' if task == 'ner' else 'Text classification'} (figures in %)",
+            "",
+            _md_table(
+                header,
+                [
+                    [r["system"], r["kind"], r["split"]] + [_pct(r[n]) for n, _ in columns]
+                    for r in rows
+                ],
+            ),
+            "",
+        ]
         if task == "ner":
-            parts += ["seqeval F1 = entity-level micro F1, conlleval-compatible, per reference sentence: "
-                      "the figure CoNLL-2003 papers report.", ""]
+            parts += [
+                "seqeval F1 = entity-level micro F1, conlleval-compatible, per reference sentence: "
+                "the figure CoNLL-2003 papers report.",
+                "",
+            ]
         verdict = _verdict("NER" if task == "ner" else "Text classification", key, rows)
         if verdict:
             comp.verdicts.append(verdict)
@@ -366,20 +473,34 @@ def _plot_comparison(comp: Comparison, path: Path) -> None:
     plt = _pyplot()
     import numpy as np
 
-    panels = [(title, rows, cols) for title, rows, cols in (
-        ("NER", comp.ner_rows, ["seqeval F1", "seqeval strict F1", "SemEval exact F1", "SemEval partial F1"]),
-        ("Text classification", comp.textcat_rows, ["accuracy", "macro F1", "ROC AUC"]),
-    ) if rows]
+    panels = [
+        (title, rows, cols)
+        for title, rows, cols in (
+            (
+                "NER",
+                comp.ner_rows,
+                ["seqeval F1", "seqeval strict F1", "SemEval exact F1", "SemEval partial F1"],
+            ),
+            ("Text classification", comp.textcat_rows, ["accuracy", "macro F1", "ROC AUC"]),
+        )
+        if rows
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for ax, (title, rows, cols) in zip(axes[0], panels):
         x = np.arange(len(cols))
         width = 0.8 / len(rows)
         for k, r in enumerate(rows):
             values = [r[c] if r[c] is not None else 0.0 for c in cols]
-            bars = ax.bar(x + k * width - 0.4 + width / 2, values, width,
-                          label=f"{r['system']} ({r['kind']}, {r['split']})",
-                          hatch="//" if r["kind"] == "baseline" else None)
-            ax.bar_label(bars, labels=[f"{100 * v:.1f}" for v in values], fontsize=6, rotation=90, padding=2)
+            bars = ax.bar(
+                x + k * width - 0.4 + width / 2,
+                values,
+                width,
+                label=f"{r['system']} ({r['kind']}, {r['split']})",
+                hatch="//" if r["kind"] == "baseline" else None,
+            )
+            ax.bar_label(
+                bars, labels=[f"{100 * v:.1f}" for v in values], fontsize=6, rotation=90, padding=2
+            )
         ax.set_xticks(x)
         ax.set_xticklabels(cols, fontsize=8)
         ax.set_ylim(0, 1.15)

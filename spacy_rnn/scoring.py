@@ -19,6 +19,7 @@ unit; a doc without sentence boundaries is one sequence):
 and `seqeval_per_type` ({TYPE: {p, r, f}}, default mode). With
 `semeval = true` it adds `semeval_{strict,exact,partial,type}_f` (nervaluate).
 """
+
 from typing import Any, Callable, Dict, Iterable
 
 from spacy.scorer import get_ner_prf
@@ -28,7 +29,9 @@ from spacy.util import registry
 from .evaluation import example_sequences, semeval_scores, seqeval_scores
 
 
-def seqeval_score(examples: Iterable[Example], *, semeval: bool = False, **kwargs: Any) -> Dict[str, Any]:
+def seqeval_score(
+    examples: Iterable[Example], *, semeval: bool = False, **kwargs: Any
+) -> Dict[str, Any]:
     """spaCy ents_* scores plus seqeval (default and strict) scores, per reference sentence."""
     examples = list(examples)
     scores: Dict[str, Any] = dict(get_ner_prf(examples))
@@ -38,7 +41,8 @@ def seqeval_score(examples: Iterable[Example], *, semeval: bool = False, **kwarg
         for key in ("p", "r", "f"):
             scores[f"{prefix}_{key}"] = seq[mode][key]
     scores["seqeval_per_type"] = {
-        label: {k: row[k] for k in ("p", "r", "f")} for label, row in seq["default"]["per_type"].items()
+        label: {k: row[k] for k in ("p", "r", "f")}
+        for label, row in seq["default"]["per_type"].items()
     }
     if semeval:
         for mode, row in semeval_scores(gold_seqs, pred_seqs).items():

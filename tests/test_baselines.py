@@ -1,5 +1,6 @@
 """spacy_rnn.baselines: features, conlleval chunking of per-token predictions,
 and the baselines learning on small slices of CoNLL-2003 and SST-2."""
+
 import json
 
 import pytest
@@ -7,8 +8,17 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from spacy_rnn.baselines import (
-    NERBaseline, copy_doc, doc_sentences, predict_ner, predict_textcat, run_ner_baseline,
-    run_textcat_baseline, token_features, train_ner_baseline, train_textcat_baseline, word_shape,
+    NERBaseline,
+    copy_doc,
+    doc_sentences,
+    predict_ner,
+    predict_textcat,
+    run_ner_baseline,
+    run_textcat_baseline,
+    token_features,
+    train_ner_baseline,
+    train_textcat_baseline,
+    word_shape,
 )
 from spacy_rnn.converters import read_conll, read_textcat
 from spacy_rnn.evaluation import evaluate_ner, evaluate_textcat, load_docs
@@ -17,7 +27,7 @@ VOCAB = Vocab()
 
 
 def head(path, n_lines, tmp_dir):
-    """The first n_lines of a corpus file (reading the whole of train would cost most of the test time)."""
+    """The first n_lines of a corpus file (reading all of train costs most of the test time)."""
     with open(path, encoding="utf8", newline="") as f:
         lines = [line for _, line in zip(range(n_lines), f)]
     out = tmp_dir / path.name
@@ -51,7 +61,9 @@ def test_baselines_word_shape_and_features():
     feats = token_features(["EU", "rejects", "German", "call"], 2)
     assert feats["word"] == "German" and feats["lower"] == "german" and feats["title"] is True
     assert feats["suffix3"] == "man" and feats["prefix2"] == "Ge"
-    assert feats["-1:lower"] == "rejects" and feats["+1:lower"] == "call" and feats["-2:lower"] == "eu"
+    assert (
+        feats["-1:lower"] == "rejects" and feats["+1:lower"] == "call" and feats["-2:lower"] == "eu"
+    )
     assert feats["+2:pad"] is True and "-2:pad" not in feats
     assert token_features(["EU"], 0)["upper"] is True
 
@@ -66,18 +78,29 @@ class FixedTags(NERBaseline):
 
 
 def test_baselines_predictions_use_conlleval_chunking():
-    """Ill-formed per-token output (O I-PER I-PER B-LOC I-ORG) becomes the entities conlleval reads."""
+    """Ill-formed per-token output (O I-PER I-PER B-LOC I-ORG) becomes conlleval's entities."""
     gold = Doc(VOCAB, words=["a", "b", "c", "d", "e"], sent_starts=[True] + [False] * 4)
     pred = predict_ner(FixedTags(["O", "I-PER", "I-PER", "B-LOC", "I-ORG"]), [gold])[0]
-    assert [(e.label_, e.start, e.end) for e in pred.ents] == [("PER", 1, 3), ("LOC", 3, 4), ("ORG", 4, 5)]
+    assert [(e.label_, e.start, e.end) for e in pred.ents] == [
+        ("PER", 1, 3),
+        ("LOC", 3, 4),
+        ("ORG", 4, 5),
+    ]
     assert [t.is_sent_start for t in pred] == [t.is_sent_start for t in gold]
     assert [t.text for t in pred] == [t.text for t in gold]
 
 
 def test_baselines_doc_sentences_and_copy():
-    doc = Doc(VOCAB, words=["A", "b", "C", "d"], sent_starts=[True, False, True, False],
-              ents=["B-PER", "O", "B-LOC", "I-LOC"])
-    assert doc_sentences([doc]) == [(0, 0, ["A", "b"], ["B-PER", "O"]), (0, 2, ["C", "d"], ["B-LOC", "I-LOC"])]
+    doc = Doc(
+        VOCAB,
+        words=["A", "b", "C", "d"],
+        sent_starts=[True, False, True, False],
+        ents=["B-PER", "O", "B-LOC", "I-LOC"],
+    )
+    assert doc_sentences([doc]) == [
+        (0, 0, ["A", "b"], ["B-PER", "O"]),
+        (0, 2, ["C", "d"], ["B-LOC", "I-LOC"]),
+    ]
     copy = copy_doc(doc)
     assert not copy.ents and [t.is_sent_start for t in copy] == [True, False, True, False]
 
@@ -111,14 +134,19 @@ def test_baselines_ner_learns_on_conll_slice(conll, kind, min_f):
 
 def test_baselines_run_ner_writes_predictions_and_metrics(conll, tmp_path):
     train, test = conll
-    results = run_ner_baseline(train[:10], test[:3], test[3:6], tmp_path, kinds=["crf"], max_iter=20)
+    results = run_ner_baseline(
+        train[:10], test[:3], test[3:6], tmp_path, kinds=["crf"], max_iter=20
+    )
     assert set(results) == {"ner-crf-dev", "ner-crf-test"}
     saved = json.loads((tmp_path / "ner-crf-test.json").read_text())
     assert saved["meta"]["kind"] == "baseline" and saved["meta"]["system"] == "ner-crf"
     preds = load_docs(tmp_path / "ner-crf-test.spacy")
     rescored = evaluate_ner(test[3:6], preds)
     # JSON keeps floats exactly: re-scoring the written DocBin gives the written figures
-    assert rescored["seqeval"] == saved["ner"]["seqeval"] and rescored["semeval"] == saved["ner"]["semeval"]
+    assert (
+        rescored["seqeval"] == saved["ner"]["seqeval"]
+        and rescored["semeval"] == saved["ner"]["semeval"]
+    )
 
 
 def test_baselines_textcat_learns_on_sst2_slice(sst, tmp_path):
@@ -132,5 +160,7 @@ def test_baselines_textcat_learns_on_sst2_slice(sst, tmp_path):
     assert metrics["roc_auc"] > 0.78 and metrics["positive_label"] == "1"
     results = run_textcat_baseline(train[:2000], dev[:100], test, tmp_path)
     saved = json.loads((tmp_path / "textcat-tfidf-logreg-test.json").read_text())
-    assert saved["textcat"]["accuracy"] == pytest.approx(results["textcat-tfidf-logreg-test"]["textcat"]["accuracy"])
+    assert saved["textcat"]["accuracy"] == pytest.approx(
+        results["textcat-tfidf-logreg-test"]["textcat"]["accuracy"]
+    )
     assert len(load_docs(tmp_path / "textcat-tfidf-logreg-test.spacy")) == 400

@@ -1,6 +1,7 @@
 """spacy_rnn.evaluation: hand-computed cases in every mode, differential tests
 against seqeval / nervaluate / a brute-force span counter, and gold == pred on
 the whole CoNLL-2003 test set."""
+
 import math
 
 import pytest
@@ -13,12 +14,23 @@ from spacy.vocab import Vocab
 
 from spacy_rnn.converters import read_conll
 from spacy_rnn.evaluation import (
-    evaluate_docs, evaluate_ner, evaluate_tags, evaluate_textcat, sentence_sequences,
+    evaluate_docs,
+    evaluate_ner,
+    evaluate_tags,
+    evaluate_textcat,
+    sentence_sequences,
 )
 
 VOCAB = Vocab()
-MODES = ("seqeval_default", "seqeval_strict", "semeval_strict", "semeval_exact",
-         "semeval_partial", "semeval_type", "spacy")
+MODES = (
+    "seqeval_default",
+    "seqeval_strict",
+    "semeval_strict",
+    "semeval_exact",
+    "semeval_partial",
+    "semeval_type",
+    "spacy",
+)
 
 
 def make_doc(sentences, vocab=VOCAB, sent_starts=True):
@@ -97,14 +109,25 @@ def test_evaluation_hand_case(case):
     metrics = evaluate_ner([gold], [pred])
     assert_prf(flat(metrics), EXPECTED[case])
     sem = metrics["semeval"]["strict"]
-    assert tuple(sem[k] for k in ("correct", "incorrect", "partial", "missed", "spurious")) == SEMEVAL_COUNTS[case]
+    assert (
+        tuple(sem[k] for k in ("correct", "incorrect", "partial", "missed", "spurious"))
+        == SEMEVAL_COUNTS[case]
+    )
     # the same figures straight from the libraries
-    assert metrics["seqeval"]["default"]["f"] == pytest.approx(f1_score([gold_tags], [pred_tags], zero_division=0))
+    assert metrics["seqeval"]["default"]["f"] == pytest.approx(
+        f1_score([gold_tags], [pred_tags], zero_division=0)
+    )
     assert metrics["seqeval"]["strict"]["f"] == pytest.approx(
-        f1_score([gold_tags], [pred_tags], mode="strict", scheme=IOB2, zero_division=0))
+        f1_score([gold_tags], [pred_tags], mode="strict", scheme=IOB2, zero_division=0)
+    )
     labels = sorted({t[2:] for t in gold_tags + pred_tags if t != "O"}) or ["PER"]
     nv = Evaluator([gold_tags], [pred_tags], tags=labels, loader="list").evaluate()["overall"]
-    for ours, theirs in (("strict", "strict"), ("exact", "exact"), ("partial", "partial"), ("type", "ent_type")):
+    for ours, theirs in (
+        ("strict", "strict"),
+        ("exact", "exact"),
+        ("partial", "partial"),
+        ("type", "ent_type"),
+    ):
         assert metrics["semeval"][ours]["f"] == pytest.approx(nv[theirs].f1)
 
 
@@ -114,24 +137,33 @@ def test_evaluation_hand_corpus_all_cases_together():
     preds = [make_doc([(W3, p)]) for _, p in CASES.values()]
     metrics = evaluate_ner(golds, preds)
     # correct: exact_hit; seqeval tp=1 of 4 predicted, 6 gold
-    assert_prf(flat(metrics), {
-        "seqeval_default": prf(1 / 4, 1 / 6),
-        "seqeval_strict": prf(1 / 4, 1 / 6),
-        "spacy": prf(1 / 4, 1 / 6),
-        "semeval_strict": prf(1 / 4, 1 / 6),
-        "semeval_exact": prf(2 / 4, 2 / 6),  # exact_hit + type_error
-        "semeval_partial": prf(2.5 / 4, 2.5 / 6),  # + half of boundary_error
-        "semeval_type": prf(2 / 4, 2 / 6),  # exact_hit + boundary_error
-    })
+    assert_prf(
+        flat(metrics),
+        {
+            "seqeval_default": prf(1 / 4, 1 / 6),
+            "seqeval_strict": prf(1 / 4, 1 / 6),
+            "spacy": prf(1 / 4, 1 / 6),
+            "semeval_strict": prf(1 / 4, 1 / 6),
+            "semeval_exact": prf(2 / 4, 2 / 6),  # exact_hit + type_error
+            "semeval_partial": prf(2.5 / 4, 2.5 / 6),  # + half of boundary_error
+            "semeval_type": prf(2 / 4, 2 / 6),  # exact_hit + boundary_error
+        },
+    )
     assert prf(2.5 / 4, 2.5 / 6)[2] == pytest.approx(0.5)
     sem = metrics["semeval"]
-    assert (sem["exact"]["correct"], sem["exact"]["incorrect"], sem["exact"]["missed"], sem["exact"]["spurious"]) \
-        == (2, 1, 3, 1)
+    assert (
+        sem["exact"]["correct"],
+        sem["exact"]["incorrect"],
+        sem["exact"]["missed"],
+        sem["exact"]["spurious"],
+    ) == (2, 1, 3, 1)
     assert (sem["strict"]["possible"], sem["strict"]["actual"]) == (6, 4)
     # per type: PER gold 1 (exact_hit); predicted 3 (exact_hit, type_error, spurious)
     for mode in ("default", "strict"):
         per = metrics["seqeval"][mode]["per_type"]
-        assert (per["PER"]["p"], per["PER"]["r"], per["PER"]["f"]) == pytest.approx((1 / 3, 1.0, 0.5))
+        assert (per["PER"]["p"], per["PER"]["r"], per["PER"]["f"]) == pytest.approx(
+            (1 / 3, 1.0, 0.5)
+        )
         assert per["PER"]["support"] == 1 and per["LOC"]["support"] == 2
         assert per["LOC"]["f"] == 0.0 and per["ORG"]["f"] == 0.0 and per["MISC"]["f"] == 0.0
     assert metrics["semeval"]["strict"]["per_type"]["PER"]["f"] == pytest.approx(0.5)
@@ -143,7 +175,7 @@ def test_evaluation_hand_corpus_all_cases_together():
 
 
 def test_evaluation_default_and_strict_modes_differ_on_raw_tags():
-    """seqeval's own example: I-ORG I-ORG for gold B-ORG I-ORG is right in conlleval mode, not in strict IOB2."""
+    """seqeval's example: I-ORG I-ORG for gold B-ORG I-ORG: right for conlleval, not strict."""
     out = evaluate_tags([["B-ORG", "I-ORG", "O"]], [["I-ORG", "I-ORG", "O"]])
     assert out["seqeval"]["default"]["f"] == 1.0
     assert out["seqeval"]["strict"]["f"] == 0.0
@@ -155,9 +187,13 @@ def test_evaluation_is_per_reference_sentence():
     s1 = (["in", "New", "York"], ["O", "B-LOC", "I-LOC"])
     s2 = (["Times", "said"], ["B-ORG", "O"])
     gold = make_doc([s1, s2])
-    pred = Doc(VOCAB, words=["in", "New", "York", "Times", "said"], ents=["O", "B-ORG", "I-ORG", "I-ORG", "O"])
+    pred = Doc(
+        VOCAB,
+        words=["in", "New", "York", "Times", "said"],
+        ents=["O", "B-ORG", "I-ORG", "I-ORG", "O"],
+    )
     metrics = evaluate_ner([gold], [pred])
-    # per sentence: [B-ORG I-ORG] (wrong type) | [I-ORG] which conlleval reads as ORG "Times" (right)
+    # per sentence: [B-ORG I-ORG] (wrong type) | [I-ORG], which conlleval reads as ORG "Times"
     assert metrics["seqeval"]["default"]["f"] == pytest.approx(0.5)
     assert metrics["seqeval"]["strict"]["f"] == 0.0  # strict IOB2 does not open an entity on I-
     assert metrics["spacy"]["f"] == 0.0  # spaCy is per document: one wrong 3-token ORG
@@ -181,9 +217,13 @@ def test_evaluation_rejects_mismatched_inputs():
 
 
 def test_evaluation_aligns_different_tokenization():
-    """Predictions over another tokenization are projected onto the reference tokens (spaCy alignment)."""
-    gold = Doc(VOCAB, words=["New", "York", "-", "based"], spaces=[True, False, False, False],
-               ents=["B-LOC", "I-LOC", "O", "O"])
+    """Predictions over another tokenization are projected onto the reference tokens."""
+    gold = Doc(
+        VOCAB,
+        words=["New", "York", "-", "based"],
+        spaces=[True, False, False, False],
+        ents=["B-LOC", "I-LOC", "O", "O"],
+    )
     pred = Doc(VOCAB, words=["New", "York-based"], spaces=[True, False], ents=["B-LOC", "O"])
     metrics = evaluate_ner([gold], [pred])
     assert metrics["seqeval"]["default"]["f"] == 0.0  # LOC "New" is a boundary error
@@ -241,13 +281,23 @@ def test_evaluation_matches_seqeval_nervaluate_and_brute_force(docs):
     metrics = evaluate_ner(gold_docs, pred_docs)
     ours = flat(metrics)
     # seqeval, both modes
-    for mode, kw in (("seqeval_default", {}), ("seqeval_strict", {"mode": "strict", "scheme": IOB2})):
-        expected = tuple(fn(gold_seqs, pred_seqs, zero_division=0, **kw)
-                         for fn in (precision_score, recall_score, f1_score))
+    for mode, kw in (
+        ("seqeval_default", {}),
+        ("seqeval_strict", {"mode": "strict", "scheme": IOB2}),
+    ):
+        expected = tuple(
+            fn(gold_seqs, pred_seqs, zero_division=0, **kw)
+            for fn in (precision_score, recall_score, f1_score)
+        )
         assert ours[mode] == pytest.approx(expected), mode
     # nervaluate, all four modes, overall and per type
     nv = Evaluator(gold_seqs, pred_seqs, tags=list(LABELS), loader="list").evaluate()
-    for ours_name, theirs in (("strict", "strict"), ("exact", "exact"), ("partial", "partial"), ("type", "ent_type")):
+    for ours_name, theirs in (
+        ("strict", "strict"),
+        ("exact", "exact"),
+        ("partial", "partial"),
+        ("type", "ent_type"),
+    ):
         r = nv["overall"][theirs]
         assert ours[f"semeval_{ours_name}"] == pytest.approx((r.precision, r.recall, r.f1))
         for label, row in metrics["semeval"][ours_name]["per_type"].items():
@@ -263,9 +313,17 @@ def test_evaluation_matches_seqeval_nervaluate_and_brute_force(docs):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(1, 6).flatmap(
-    lambda n: st.tuples(st.lists(RAW_TAG, min_size=n, max_size=n), st.lists(RAW_TAG, min_size=n, max_size=n))),
-    min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.integers(1, 6).flatmap(
+            lambda n: st.tuples(
+                st.lists(RAW_TAG, min_size=n, max_size=n), st.lists(RAW_TAG, min_size=n, max_size=n)
+            )
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_evaluation_tags_match_seqeval_on_any_bio(pairs):
     """Raw (possibly ill-formed) BIO: both seqeval modes, as seqeval computes them."""
     gold = [to_valid_iob2(g) for g, _ in pairs]
@@ -273,8 +331,11 @@ def test_evaluation_tags_match_seqeval_on_any_bio(pairs):
     out = evaluate_tags(gold, pred)
     assert out["seqeval"]["default"]["f"] == pytest.approx(f1_score(gold, pred, zero_division=0))
     assert out["seqeval"]["strict"]["f"] == pytest.approx(
-        f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
-    assert 0.0 <= out["semeval"]["partial"]["f"] <= 1.0 and not math.isnan(out["semeval"]["type"]["f"])
+        f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0)
+    )
+    assert 0.0 <= out["semeval"]["partial"]["f"] <= 1.0 and not math.isnan(
+        out["semeval"]["type"]["f"]
+    )
 
 
 # --------------------------------------------------------------------------- real data
@@ -282,10 +343,18 @@ def test_evaluation_tags_match_seqeval_on_any_bio(pairs):
 
 def test_evaluation_gold_equals_pred_on_conll_test(conll_dir):
     gold, _ = read_conll(conll_dir / "test.txt", vocab=VOCAB)
-    pred = [Doc(VOCAB, words=[t.text for t in d], ents=[t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "")
-                                                        for t in d]) for d in gold]
+    pred = [
+        Doc(
+            VOCAB,
+            words=[t.text for t in d],
+            ents=[t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in d],
+        )
+        for d in gold
+    ]
     metrics = evaluate_ner(gold, pred)
-    assert metrics["n_docs"] == 231 and metrics["n_sentences"] == 3453 and metrics["n_tokens"] == 46435
+    assert (
+        metrics["n_docs"] == 231 and metrics["n_sentences"] == 3453 and metrics["n_tokens"] == 46435
+    )
     assert metrics["labels"] == ["LOC", "MISC", "ORG", "PER"]
     for mode, figures in flat(metrics).items():
         assert figures == (1.0, 1.0, 1.0), mode
@@ -307,15 +376,26 @@ def cat_doc(text, cats):
 
 
 def test_evaluation_textcat_hand_case():
-    gold = [cat_doc("a", {"POS": 1.0, "NEG": 0.0}), cat_doc("b", {"POS": 1.0, "NEG": 0.0}),
-            cat_doc("c", {"POS": 0.0, "NEG": 1.0}), cat_doc("d", {"POS": 0.0, "NEG": 1.0})]
-    pred = [cat_doc("a", {"POS": 0.9, "NEG": 0.1}), cat_doc("b", {"POS": 0.4, "NEG": 0.6}),
-            cat_doc("c", {"POS": 0.3, "NEG": 0.7}), cat_doc("d", {"POS": 0.2, "NEG": 0.8})]
+    gold = [
+        cat_doc("a", {"POS": 1.0, "NEG": 0.0}),
+        cat_doc("b", {"POS": 1.0, "NEG": 0.0}),
+        cat_doc("c", {"POS": 0.0, "NEG": 1.0}),
+        cat_doc("d", {"POS": 0.0, "NEG": 1.0}),
+    ]
+    pred = [
+        cat_doc("a", {"POS": 0.9, "NEG": 0.1}),
+        cat_doc("b", {"POS": 0.4, "NEG": 0.6}),
+        cat_doc("c", {"POS": 0.3, "NEG": 0.7}),
+        cat_doc("d", {"POS": 0.2, "NEG": 0.8}),
+    ]
     out = evaluate_textcat(gold, pred)
     assert out["accuracy"] == 0.75
     # NEG: tp 2, fp 1 (b), fn 0 -> P 2/3, R 1, F 0.8; POS: tp 1, fp 0, fn 1 -> P 1, R 1/2, F 2/3
-    assert (out["per_class"]["NEG"]["p"], out["per_class"]["NEG"]["r"], out["per_class"]["NEG"]["f"]) == \
-        pytest.approx((2 / 3, 1.0, 0.8))
+    assert (
+        out["per_class"]["NEG"]["p"],
+        out["per_class"]["NEG"]["r"],
+        out["per_class"]["NEG"]["f"],
+    ) == pytest.approx((2 / 3, 1.0, 0.8))
     assert out["per_class"]["POS"]["f"] == pytest.approx(2 / 3)
     assert out["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
     assert out["confusion_matrix"] == {"labels": ["NEG", "POS"], "matrix": [[2, 0], [1, 1]]}

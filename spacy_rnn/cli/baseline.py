@@ -4,6 +4,7 @@ Trains the classic machine-learning baselines (`spacy_rnn.baselines`) on gold
 DocBins, writes dev and test predictions as DocBin plus their metrics JSON, so
 that `evaluate` and `compare` treat them like any spaCy pipeline.
 """
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,7 +17,7 @@ from ..evaluation import load_docs
 
 
 def load_corpus(path: Path, what: str = "input"):
-    """Docs of a DocBin (.spacy), or of a raw corpus file (CoNLL columns, TSV/CSV/JSONL) via the converters."""
+    """Docs of a DocBin (.spacy) or of a raw corpus file (CoNLL, TSV/CSV/JSONL, converted)."""
     if path.suffix == ".spacy":
         docs = load_docs(path)
     else:
@@ -30,14 +31,27 @@ def load_corpus(path: Path, what: str = "input"):
 
 @app.command("baseline")
 def baseline_cli(
-    task: str = typer.Argument(..., help="'ner' (token features: LogisticRegression and CRF) or 'textcat' (TF-IDF + LogisticRegression)"),
-    train: Path = typer.Argument(..., help="Training DocBin (.spacy) or raw corpus (CoNLL .txt, .tsv/.csv/.jsonl)"),
+    task: str = typer.Argument(
+        ...,
+        help="'ner' (token features: LogisticRegression, CRF) or 'textcat' (TF-IDF + LogReg)",
+    ),
+    train: Path = typer.Argument(
+        ..., help="Training DocBin (.spacy) or raw corpus (CoNLL .txt, .tsv/.csv/.jsonl)"
+    ),
     dev: Path = typer.Argument(..., help="Development DocBin or raw corpus"),
     test: Path = typer.Argument(..., help="Test DocBin or raw corpus"),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder for <system>-<split>.spacy and .json"),
-    kinds: str = typer.Option(",".join(NER_KINDS), "--kinds", help="NER only: comma-separated subset of 'lr,crf'"),
-    max_iter: Optional[int] = typer.Option(None, "--max-iter", help="NER: LogisticRegression / CRF iterations (default 100)"),
-    c: Optional[float] = typer.Option(None, "--c", help="Inverse L2 strength C of LogisticRegression (default 1.0)"),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Folder for <system>-<split>.spacy and .json"
+    ),
+    kinds: str = typer.Option(
+        ",".join(NER_KINDS), "--kinds", help="NER only: comma-separated subset of 'lr,crf'"
+    ),
+    max_iter: Optional[int] = typer.Option(
+        None, "--max-iter", help="NER: LogisticRegression / CRF iterations (default 100)"
+    ),
+    c: Optional[float] = typer.Option(
+        None, "--c", help="Inverse L2 strength C of LogisticRegression (default 1.0)"
+    ),
 ) -> None:
     """Train a classic ML baseline and write its dev/test predictions and metrics."""
     if task not in ("ner", "textcat"):
@@ -47,11 +61,16 @@ def baseline_cli(
     if task == "ner" and (bad or not chosen):
         msg.fail(f"--kinds {kinds!r}: each kind must be one of {', '.join(NER_KINDS)}.", exits=1)
     try:
-        train_docs, dev_docs, test_docs = load_corpus(train, "train"), load_corpus(dev, "dev"), load_corpus(test, "test")
+        train_docs, dev_docs, test_docs = (
+            load_corpus(train, "train"),
+            load_corpus(dev, "dev"),
+            load_corpus(test, "test"),
+        )
         msg.info(f"Training the {task} baseline(s) on {len(train_docs)} documents")
         if task == "ner":
-            results = run_ner_baseline(train_docs, dev_docs, test_docs, output, kinds=chosen,
-                                       max_iter=max_iter, c=c)
+            results = run_ner_baseline(
+                train_docs, dev_docs, test_docs, output, kinds=chosen, max_iter=max_iter, c=c
+            )
         else:
             results = run_textcat_baseline(train_docs, dev_docs, test_docs, output, c=c)
     except ValueError as err:
@@ -61,12 +80,28 @@ def baseline_cli(
         meta = metrics["meta"]
         if "ner" in metrics:
             ner = metrics["ner"]
-            rows.append((key, f"{100 * ner['seqeval']['default']['f']:.2f}", f"{100 * ner['seqeval']['strict']['f']:.2f}",
-                         f"{meta['train_seconds']:.0f}s"))
+            rows.append(
+                (
+                    key,
+                    f"{100 * ner['seqeval']['default']['f']:.2f}",
+                    f"{100 * ner['seqeval']['strict']['f']:.2f}",
+                    f"{meta['train_seconds']:.0f}s",
+                )
+            )
         else:
             tc = metrics["textcat"]
-            rows.append((key, f"{100 * tc['accuracy']:.2f}", f"{100 * tc['macro_f1']:.2f}", f"{meta['train_seconds']:.0f}s"))
-    header = ("system-split", "seqeval F1", "strict F1", "train") if task == "ner" else \
-        ("system-split", "accuracy", "macro F1", "train")
+            rows.append(
+                (
+                    key,
+                    f"{100 * tc['accuracy']:.2f}",
+                    f"{100 * tc['macro_f1']:.2f}",
+                    f"{meta['train_seconds']:.0f}s",
+                )
+            )
+    header = (
+        ("system-split", "seqeval F1", "strict F1", "train")
+        if task == "ner"
+        else ("system-split", "accuracy", "macro F1", "train")
+    )
     msg.table(rows, header=header, aligns=("l", "r", "r", "r"))
     msg.good(f"Predictions and metrics written to {output}")

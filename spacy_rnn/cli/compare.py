@@ -1,4 +1,5 @@
 """`python -m spacy_rnn compare METRICS.json... [--output table.md] [--plot chart.png]`."""
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,8 +12,12 @@ from ..reports import compare_metrics
 
 @app.command("compare")
 def compare_cli(
-    metrics: List[Path] = typer.Argument(..., help="Metrics JSON files from `evaluate` or `baseline`"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the table as Markdown"),
+    metrics: List[Path] = typer.Argument(
+        ..., help="Metrics JSON files from `evaluate` or `baseline`"
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the table as Markdown"
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG chart"),
 ) -> None:
     """Put several systems side by side and say whether the RNN beat the baselines."""

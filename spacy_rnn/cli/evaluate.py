@@ -4,6 +4,7 @@ Scores a spaCy pipeline (run over the gold words) or stored predictions against
 a gold DocBin with `spacy_rnn.evaluation`, prints the tables and writes the
 JSON metrics, a Markdown report, PNG plots and a displaCy page of the errors.
 """
+
 from pathlib import Path
 from typing import Optional
 
@@ -17,18 +18,30 @@ from ..reports import plot_metrics, print_summary, render_errors_html, write_rep
 
 @app.command("evaluate")
 def evaluate_cli(
-    gold: Path = typer.Argument(..., help="Gold DocBin (.spacy) with entities and/or text categories"),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="spaCy pipeline to run over the gold words"),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Predicted DocBin, same docs in the same order"),
+    gold: Path = typer.Argument(
+        ..., help="Gold DocBin (.spacy) with entities and/or text categories"
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="spaCy pipeline to run over the gold words"
+    ),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", "-p", help="Predicted DocBin, same docs in the same order"
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON"),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report"),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots"),
-    errors_html: Optional[Path] = typer.Option(None, "--displacy", help="Write a displaCy HTML page of the documents with errors"),
-    name: Optional[str] = typer.Option(None, "--name", help="System name used by `compare` (default: model or file name)"),
+    errors_html: Optional[Path] = typer.Option(
+        None, "--displacy", help="Write a displaCy HTML page of the documents with errors"
+    ),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="System name used by `compare` (default: model or file name)"
+    ),
     kind: str = typer.Option("model", "--kind", help="'model' or 'baseline', used by `compare`"),
-    split: str = typer.Option("test", "--split", help="Name of the evaluated split, used by `compare`"),
+    split: str = typer.Option(
+        "test", "--split", help="Name of the evaluated split, used by `compare`"
+    ),
 ) -> None:
-    """Score predictions with seqeval (default and strict), SemEval'13 modes, spaCy ents and textcat metrics."""
+    """Score predictions: seqeval (default, strict), SemEval'13 modes, spaCy ents, textcat."""
     if (model is None) == (predictions is None):
         msg.fail("Give exactly one of --model PATH or --predictions PRED.spacy.", exits=1)
     try:
@@ -45,8 +58,15 @@ def evaluate_cli(
         if not gold_docs:
             raise ValueError(f"{gold}: holds no documents")
         system = name or (model.name if model is not None else predictions.stem)
-        metrics = {"meta": {"system": system, "kind": kind, "split": split, "gold": str(gold),
-                            "source": str(model or predictions)}}
+        metrics = {
+            "meta": {
+                "system": system,
+                "kind": kind,
+                "split": split,
+                "gold": str(gold),
+                "source": str(model or predictions),
+            }
+        }
         metrics.update(evaluate_docs(gold_docs, pred_docs))
     except (ValueError, OSError) as err:
         msg.fail(f"Cannot evaluate {predictions or model} against {gold}: {err}", exits=1)
