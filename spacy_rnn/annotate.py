@@ -10,6 +10,8 @@ Inputs:
 - `txt`:   a text file (one text per non-empty line) or a directory of `*.txt`
            files (one text per file);
 - `jsonl`: one JSON object per line with a "text" field (or a bare JSON string);
+- `tsv`/`csv`: a table with a header line; the texts are the `--text-key`
+           column (e.g. "sentence" or "content" in SST-2);
 - `nltk`:  an nltk corpus directory, e.g. `~/nltk_data/corpora/reuters`
            (categorised Reuters layout with `cats.txt` is recognised; any other
            directory is read as a plaintext corpus, one text per file).
@@ -23,7 +25,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import DocBin
 
-FORMATS = ("txt", "jsonl", "nltk")
+FORMATS = ("txt", "jsonl", "tsv", "csv", "nltk")
 
 
 def load_ner_pipeline(model: Union[str, Path]) -> Language:
@@ -94,6 +96,32 @@ def _read_jsonl(path: Path, text_key: str) -> Iterator[Tuple[str, str]]:
                 yield f"{path.name}:{line_no}", text
 
 
+def _read_table(path: Path, text_key: str, delimiter: str) -> Iterator[Tuple[str, str]]:
+    import csv
+
+    with path.open("r", encoding="utf8", newline="") as file_:
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(file_, delimiter=delimiter, quoting=quoting)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file")
+        header = [h.strip() for h in header]
+        if text_key not in header:
+            raise ValueError(
+                f"{path}:1: no column {text_key!r} in the header ({', '.join(header)}); "
+                "name the text column with --text-key"
+            )
+        col = header.index(text_key)
+        for row in reader:
+            line_no = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if col >= len(row):
+                raise ValueError(f"{path}:{line_no}: {len(row)} columns, expected {len(header)}")
+            if row[col].strip():
+                yield f"{path.name}:{line_no}", row[col].strip()
+
+
 def _read_nltk(path: Path) -> Iterator[Tuple[str, str]]:
     if not path.is_dir():
         raise ValueError(f"{path}: an nltk corpus is a directory (e.g. nltk_data/corpora/reuters)")
@@ -134,6 +162,10 @@ def read_texts(path: Union[str, Path], fmt: str, text_key: str = "text") -> Iter
         if path.is_dir():
             raise ValueError(f"{path}: --format jsonl expects a file")
         return _read_jsonl(path, text_key)
+    if fmt in ("tsv", "csv"):
+        if path.is_dir():
+            raise ValueError(f"{path}: --format {fmt} expects a file")
+        return _read_table(path, text_key, "\t" if fmt == "tsv" else ",")
     return _read_nltk(path)
 
 
@@ -141,6 +173,8 @@ def guess_format(path: Union[str, Path]) -> str:
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return "jsonl"
+    if path.suffix.lower() in (".tsv", ".csv"):
+        return path.suffix.lower()[1:]
     if path.is_dir() and not any(path.glob("*.txt")):
         return "nltk"
     return "txt"

@@ -11,10 +11,10 @@ from . import app
 @app.command("annotate")
 def annotate_cli(
     model: str = typer.Argument(..., help="Installed pipeline name or pipeline directory with an NER component"),
-    input_path: Path = typer.Argument(..., help="Text file, directory of *.txt, JSONL file or nltk corpus directory"),
+    input_path: Path = typer.Argument(..., help="Text file, directory of *.txt, JSONL, TSV/CSV with header, or nltk corpus directory"),
     output: Path = typer.Argument(..., help="DocBin to write (.spacy)"),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="txt, jsonl or nltk (default: from the input)"),
-    text_key: str = typer.Option("text", "--text-key", help="JSONL field holding the text"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="txt, jsonl, tsv, csv or nltk (default: from the input)"),
+    text_key: str = typer.Option("text", "--text-key", help="JSONL field or TSV/CSV column holding the text"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Annotate only the first N texts"),
     batch_size: int = typer.Option(64, "--batch-size", help="nlp.pipe batch size"),
 ) -> None:
