@@ -124,10 +124,12 @@ def test_cli_convert_skip_invalid_reported(tmp_path):
         ("label\ttext\n2\tx\n", ["--label-map", "0=NEG,1=POS"], ["line 2: unknown label '2'"]),
         ("label\ttext\n1\tx\n", ["--label-map", "0-NEG"], ["expected RAW=NAME"]),
         ("label\ttext\n1\tx\n", ["--format", "xml"], ["unknown format 'xml'"]),
+        ("x", ["--format", "conll"], ["x.spacy: is already a spaCy DocBin"]),
     ],
 )
 def test_cli_convert_bad_input(tmp_path, content, args, fragments):
     name = "x.tsv" if content is not None and ("label\t" in str(content)) else "x.conll"
+    name = "x.spacy" if content == "x" else name
     src = tmp_path / ("missing.conll" if content is None else name)
     if isinstance(content, bytes):
         src.write_bytes(content)

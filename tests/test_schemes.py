@@ -280,3 +280,20 @@ def test_schemes_allowed_transitions_bio_alias_and_examples():
     assert not trans[tags.index("O"), tags.index("I-LOC")]
     with pytest.raises(ValueError, match="not a IOB2 tag"):
         allowed_transitions(["O", "U-PER"], "IOB2")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@settings(max_examples=40, deadline=None)
+@given(data=spans_strategy(allow_adjacent_same=True))
+def test_schemes_detect_finds_the_writing_scheme(scheme, data):
+    n, spans = data
+    tags = spans_to_tags(spans, n, scheme)
+    found = detect_scheme(tags)
+    prefixes = {tag[0] for tag in tags if tag != "O"}
+    if not prefixes:
+        assert found == "IOB2"  # no entity: every scheme reads it the same
+    elif scheme == "IOB1" and "B" not in prefixes:
+        assert found == "IO"  # without B-, IOB1 and IO tags are the same
+    else:
+        assert found == scheme
+    assert tags_to_spans(tags, found) == tags_to_spans(tags, scheme)

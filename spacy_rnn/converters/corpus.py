@@ -84,6 +84,11 @@ def convert_file(
         )
     if not input_path.exists():
         raise ConversionError("file not found", input_path)
+    if input_path.suffix == ".spacy":
+        raise ConversionError(
+            "is already a spaCy DocBin; `spacy-rnn to-conll` writes one back as CoNLL",
+            input_path,
+        )
     if format == "auto":
         hint = bool(
             textcat_options and any(textcat_options.get(k) for k in ("text_col", "label_col"))
