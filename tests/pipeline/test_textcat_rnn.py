@@ -176,3 +176,18 @@ def test_textcat_rnn_train_config_dev_score_rises(sst2_dir, repo_root, tmp_path)
     assert best.get_pipe("textcat").model.attrs["pooling"] == config["components"]["textcat"]["model"]["pooling"]
     dev = [Example(best.make_doc(doc.text), doc) for doc in dev_docs]
     assert best.evaluate(dev)["cats_score"] == pytest.approx(max(scores), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["textcat_bilstm", "textcat_bilstm_glove"])
+def test_textcat_rnn_configs_are_complete(repo_root, name):
+    """The shipped configs are already filled (nothing left to defaults) and
+    build the pipeline; the GloVe variant differs only by the static vectors."""
+    path = repo_root / "configs" / f"{name}.cfg"
+    config = load_config(path, interpolate=False)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == ["textcat"]
+    assert nlp.config.interpolate()["components"] == config.interpolate()["components"]
+    model = nlp.get_pipe("textcat").model
+    assert model.get_ref("tok2vec").get_ref("encode").attrs["bidirectional"] is True
+    embed = config["components"]["textcat"]["model"]["tok2vec"]["embed"]
+    assert embed["include_static_vectors"] is (name == "textcat_bilstm_glove")
