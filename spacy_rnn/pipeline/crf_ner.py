@@ -7,7 +7,7 @@ doc. The encoder still reads the whole doc, so a sentence sees its document's
 context, while no entity can cross a sentence boundary.
 """
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -17,6 +17,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.pipeline.ner import ner_score
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
@@ -35,11 +36,18 @@ nO = null
 @architectures = "spacy.Tok2Vec.v2"
 
 [model.tok2vec.embed]
-@architectures = "spacy.MultiHashEmbed.v2"
+@architectures = "spacy_rnn.CharWordEmbed.v1"
 width = 128
 attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 rows = [5000, 1000, 2500, 2500]
 include_static_vectors = false
+char_encoder = "lstm"
+char_width = 50
+char_embed_size = 25
+max_chars = 20
+char_window = 3
+char_rows = 1000
+dropout = 0.3
 
 [model.tok2vec.encode]
 @architectures = "spacy_rnn.BiRNNEncoder.v1"
@@ -461,3 +469,22 @@ def _offsets(lengths: Sequence[int]) -> numpy.ndarray:
 def _empty_prediction(doc_offsets: numpy.ndarray) -> CRFPrediction:
     none = numpy.zeros((0,), dtype="int64")
     return CRFPrediction(doc_offsets, none, none, none, numpy.zeros((0,), dtype="float64"))
+
+
+@registry.augmenters("spacy_rnn.gold_sentences.v1")
+def create_gold_sentences_augmenter() -> Callable[[Language, Example], Iterator[Example]]:
+    """A corpus augmenter that gives each training/evaluation doc the
+    reference's tokens and sentence starts (what `gold_preproc = true` does)
+    while keeping whole documents, so the encoder reads the document's context
+    and the CRF decodes sentence by sentence."""
+    return gold_sentences_augmenter
+
+
+def gold_sentences_augmenter(nlp: Language, example: Example) -> Iterator[Example]:
+    reference = example.reference
+    words = [token.text for token in reference]
+    spaces = [bool(token.whitespace_) for token in reference]
+    sent_starts = None
+    if reference.has_annotation("SENT_START"):
+        sent_starts = [bool(token.is_sent_start) for token in reference]
+    yield Example(Doc(nlp.vocab, words=words, spaces=spaces, sent_starts=sent_starts), reference)
