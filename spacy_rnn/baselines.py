@@ -24,8 +24,9 @@ predict_ner(model, docs) -> List[Doc]
 train_textcat_baseline(train_docs, **params) -> TextcatBaseline
 predict_textcat(model, docs) -> List[Doc]  (doc.cats = class probabilities)
 run_ner_baseline(train, dev, test, output_dir, kinds=("lr", "crf")) -> Dict[str, Dict]
-run_textcat_baseline(train, dev, test, output_dir) -> Dict[str, Dict]
-    Train, predict dev and test, write `<system>-<split>.spacy` and
+run_textcat_baseline(train, dev, test, output_dir, c=None) -> Dict[str, Dict]
+    Train (NER: fixed settings; textcat: C chosen on dev accuracy unless given),
+    predict dev and test, write `<system>-<split>.spacy` and
     `<system>-<split>.json` (metrics from `spacy_rnn.evaluation`) under
     output_dir, return {"<system>-<split>": metrics}.
 """
@@ -324,22 +325,43 @@ def run_ner_baseline(
     return results
 
 
+TEXTCAT_C_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
 def run_textcat_baseline(
     train_docs: Sequence[Doc],
     dev_docs: Sequence[Doc],
     test_docs: Sequence[Doc],
     output_dir: Union[str, Path],
     c: Optional[float] = None,
+    c_grid: Sequence[float] = TEXTCAT_C_GRID,
 ) -> Dict[str, Dict[str, Any]]:
-    """Train the TF-IDF + LogisticRegression baseline, write predictions + metrics."""
+    """Train the TF-IDF + LogisticRegression baseline, write predictions + metrics.
+
+    c (Optional[float]): the inverse L2 strength; None picks it from c_grid by
+        dev accuracy (the test split is never looked at to choose it).
+    """
     output_dir = Path(output_dir)
-    model = train_textcat_baseline(train_docs, **({"c": c} if c is not None else {}))
+    dev_accuracy: Dict[str, float] = {}
+    if c is None:
+        best = None
+        for value in c_grid:
+            candidate = train_textcat_baseline(train_docs, c=value)
+            acc = evaluate_textcat(dev_docs, predict_textcat(candidate, dev_docs))["accuracy"]
+            dev_accuracy[str(value)] = acc
+            if best is None or acc > best[0]:
+                best = (acc, candidate)
+        model = best[1]
+    else:
+        model = train_textcat_baseline(train_docs, c=c)
     results: Dict[str, Dict[str, Any]] = {}
     name = "textcat-tfidf-logreg"
+    params: Dict[str, Any] = {"C": model.pipeline[-1].C, "ngram_range": [1, 2]}
+    if dev_accuracy:
+        params["dev_accuracy_by_C"] = dev_accuracy
     for split, docs in (("dev", dev_docs), ("test", test_docs)):
         preds = predict_textcat(model, docs)
         save_docs(preds, output_dir / f"{name}-{split}.spacy")
-        params = {"C": model.pipeline[-1].C, "ngram_range": [1, 2]}
         metrics = {
             "meta": _meta(name, split, model.train_seconds, params),
             "textcat": evaluate_textcat(docs, preds),

@@ -164,3 +164,10 @@ def test_baselines_textcat_learns_on_sst2_slice(sst, tmp_path):
         results["textcat-tfidf-logreg-test"]["textcat"]["accuracy"]
     )
     assert len(load_docs(tmp_path / "textcat-tfidf-logreg-test.spacy")) == 400
+    # C is chosen on dev accuracy: the kept C is the best of the grid, and the dev
+    # figures written are those of the kept model
+    params = saved["meta"]["params"]
+    by_c = params["dev_accuracy_by_C"]
+    assert len(by_c) == 5 and by_c[str(params["C"])] == max(by_c.values())
+    dev_saved = json.loads((tmp_path / "textcat-tfidf-logreg-dev.json").read_text())
+    assert dev_saved["textcat"]["accuracy"] == by_c[str(params["C"])]
