@@ -110,35 +110,35 @@ def CharWordEmbed(
         raise ValueError(f"CharWordEmbed: dropout must be in [0, 1), got {dropout}")
 
     parts: List[Model[List[Doc], Ragged]] = []
+    refs = {}
     concat_size = 0
     if attrs:
         # As spaCy's MultiHashEmbed: one table per attribute, seeds 8, 9, ...
         embeddings = [
             HashEmbed(width, rows[i], column=i, seed=8 + i, dropout=0.0) for i in range(len(attrs))
         ]
-        parts.append(
-            chain(
-                FeatureExtractor(attrs),
-                list2ragged(),
-                with_array(concatenate(*embeddings)),
-            )
+        refs["words"] = chain(
+            FeatureExtractor(attrs),
+            list2ragged(),
+            with_array(concatenate(*embeddings)),
         )
+        parts.append(refs["words"])
         concat_size += width * len(attrs)
     if include_static_vectors:
         # StaticVectors looks keys up by vocab.vectors.attr (e.g. LOWER for GloVe).
-        parts.append(StaticVectors(width, dropout=0.0))
+        refs["vectors"] = StaticVectors(width, dropout=0.0)
+        parts.append(refs["vectors"])
         concat_size += width
     if char_encoder is not None:
-        parts.append(
-            CharEncoder(
-                char_encoder,
-                width=char_width,
-                embed_size=char_embed_size,
-                max_chars=max_chars,
-                window=char_window,
-                n_rows=char_rows,
-            )
+        refs["chars"] = CharEncoder(
+            char_encoder,
+            width=char_width,
+            embed_size=char_embed_size,
+            max_chars=max_chars,
+            window=char_window,
+            n_rows=char_rows,
         )
+        parts.append(refs["chars"])
         concat_size += char_width
     layers: List[Model] = [
         parts[0] if len(parts) == 1 else concatenate(*parts),
@@ -154,6 +154,7 @@ def CharWordEmbed(
         init=embed_init,
         layers=[chain(*layers)],
         dims={"nO": width},
+        refs=refs,
         attrs={"char_encoder": char_encoder or "none"},
     )
 
