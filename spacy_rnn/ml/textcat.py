@@ -19,7 +19,8 @@ A doc without tokens pools to a zero vector, so its class scores come from the
 output bias alone: a valid probability vector, never NaN.
 """
 from functools import partial
-from typing import Callable, Dict, List, Optional, Tuple, Union, cast
+import warnings
+from typing import Callable, Dict, List, Optional, Tuple, cast
 
 from spacy.ml.models.textcat import resize_and_set_ref
 from spacy.tokens import Doc
@@ -131,10 +132,23 @@ def RNNTextCat(
 
 
 def _is_bidirectional(tok2vec: Model) -> bool:
+    """Whether the tok2vec's encoder runs both ways, from the "encode" ref's
+    `bidirectional` attr (set by spacy_rnn.BiRNNEncoder.v1)."""
     for node in tok2vec.walk():
         if node.has_ref("encode"):
-            return bool(node.get_ref("encode").attrs.get("bidirectional", False))
-    return bool(tok2vec.attrs.get("bidirectional", False))
+            encode = node.get_ref("encode")
+            if "bidirectional" in encode.attrs:
+                return bool(encode.attrs["bidirectional"])
+    if "bidirectional" in tok2vec.attrs:
+        return bool(tok2vec.attrs["bidirectional"])
+    warnings.warn(
+        "spacy_rnn.RNNTextCat.v1: pooling='last' cannot tell whether the tok2vec "
+        f"({tok2vec.name!r}) is bidirectional (no 'encode' ref with a 'bidirectional' "
+        "attr, e.g. a Tok2VecListener); it takes the whole state at each doc's last "
+        "token, which is right for a left-to-right encoder only. With a shared "
+        "BiRNNEncoder, use pooling 'max', 'mean' or 'attention', or an inline tok2vec."
+    )
+    return False
 
 
 # --- pooling layers: Model[Ragged, Floats2d], one row per doc ------------------

@@ -260,6 +260,23 @@ def test_textcat_last_uses_encoder_direction():
         tok2vec = registry.resolve({"t": config})["t"]
         model = RNNTextCat(tok2vec=tok2vec, pooling="last")
         assert model.get_ref("pooling").attrs["bidirectional"] is expected
+    # an encoder that does not say (spaCy's MaxoutWindowEncoder): warn, assume
+    # left-to-right
+    maxout = {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": SMALL_TOK2VEC["embed"],
+        "encode": {
+            "@architectures": "spacy.MaxoutWindowEncoder.v2",
+            "width": 16,
+            "depth": 1,
+            "window_size": 1,
+            "maxout_pieces": 2,
+        },
+    }
+    tok2vec = registry.resolve({"t": maxout})["t"]
+    with pytest.warns(UserWarning, match="bidirectional"):
+        model = RNNTextCat(tok2vec=tok2vec, pooling="last")
+    assert model.get_ref("pooling").attrs["bidirectional"] is False
 
 
 def test_textcat_defaults_fill_config(nlp):
