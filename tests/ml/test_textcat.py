@@ -5,6 +5,8 @@ from typing import List
 
 import numpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import spacy
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -317,3 +319,33 @@ def test_textcat_resize_output_keeps_old_scores(docs):
     # the new label starts with bias -5000: zero probability, old ones unchanged
     numpy.testing.assert_allclose(after[:, :3], before, rtol=1e-5, atol=1e-7)
     assert (after[:, 3] < 1e-6).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=6),
+    pooling=st.sampled_from(["last-bi", "last-uni", "mean", "max", "attention"]),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_textcat_pooling_batched_equals_alone(lengths, pooling, seed):
+    """Property: each doc's pooled row is the same alone as in any batch."""
+    rng = numpy.random.default_rng(seed)
+    makers = {
+        "last-bi": lambda: pool_last(True),
+        "last-uni": lambda: pool_last(False),
+        "mean": pool_mean,
+        "max": pool_max,
+        "attention": pool_attention,
+    }
+    pool = makers[pooling]()
+    lengths = numpy.array(lengths, dtype="i")
+    X = rng.normal(size=(int(lengths.sum()), 4)).astype("f")
+    pool.initialize(X=Ragged(numpy.zeros((1, 4), dtype="f"), numpy.array([1], dtype="i")))
+    for name in pool.param_names:
+        pool.set_param(name, rng.normal(size=pool.get_param(name).shape).astype("f"))
+    batched = pool.predict(Ragged(X, lengths))
+    start = 0
+    for i, n in enumerate(lengths):
+        alone = pool.predict(Ragged(X[start : start + n], numpy.array([n], dtype="i")))
+        numpy.testing.assert_allclose(batched[i], alone[0], rtol=1e-5, atol=1e-6)
+        start += n
