@@ -26,7 +26,6 @@ from spacy.ml.models.textcat import resize_and_set_ref
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import (
-    Dropout,
     Linear,
     Model,
     Softmax,
@@ -70,7 +69,7 @@ def RNNTextCat(
     pooling: str = "max",
     exclusive_classes: bool = True,
     nO: Optional[int] = None,
-    dropout: float = 0.2,
+    dropout: float = 0.1,
 ) -> Model[List[Doc], Floats2d]:
     """Classify docs from pooled recurrent states.
 
@@ -83,7 +82,9 @@ def RNNTextCat(
     exclusive_classes (bool): softmax over the labels (`textcat`) when true,
         independent logistic outputs (`textcat_multilabel`) when false.
     nO (Optional[int]): number of labels; set by the component.
-    dropout (float): dropout on the pooled vector, before the output layer.
+    dropout (float): dropout on the pooled vector, before the output layer,
+        at this fixed rate: spaCy's training loop sets every thinc Dropout to
+        `[training] dropout` (embeddings included), but not this one.
     """
     if isinstance(tok2vec, dict):  # called from Python with the config default
         tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
@@ -114,7 +115,7 @@ def RNNTextCat(
         output_layer,
         resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults),
     )
-    layers = [tok2vec, list2ragged(), pool, Dropout(dropout), resizable_layer]
+    layers = [tok2vec, list2ragged(), pool, fixed_dropout(dropout), resizable_layer]
     if not exclusive_classes:
         layers.append(sigmoid_activation())
     model = chain(*layers)
@@ -359,7 +360,22 @@ def _segment_softmax(ops, scores, lengths):
     return exp / xp.repeat(totals, lengths_ne)
 
 
-# --- output activation ----------------------------------------------------------
+# --- output side -----------------------------------------------------------------
+
+
+def fixed_dropout(rate: float) -> Model[Floats2d, Floats2d]:
+    """Dropout at a rate of its own: the attr is not `dropout_rate`, so
+    `set_dropout_rate` (called by every spaCy pipe's update) leaves it alone."""
+    return Model("fixed_dropout", _fixed_dropout_forward, attrs={"fixed_dropout_rate": rate})
+
+
+def _fixed_dropout_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
+    rate = model.attrs["fixed_dropout_rate"]
+    if not is_train or rate == 0:
+        return X, lambda dY: dY
+    mask = model.ops.get_dropout_mask(X.shape, rate)  # (n_docs, width), 0 or 1/(1-rate)
+    return X * mask, lambda dY: dY * mask
+
 
 
 def sigmoid_activation() -> Model[Floats2d, Floats2d]:
@@ -389,4 +405,5 @@ __all__ = [
     "pool_max",
     "pool_attention",
     "sigmoid_activation",
+    "fixed_dropout",
 ]

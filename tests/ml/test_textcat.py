@@ -349,3 +349,24 @@ def test_textcat_pooling_batched_equals_alone(lengths, pooling, seed):
         alone = pool.predict(Ragged(X[start : start + n], numpy.array([n], dtype="i")))
         numpy.testing.assert_allclose(batched[i], alone[0], rtol=1e-5, atol=1e-6)
         start += n
+
+
+def test_textcat_pooled_dropout_keeps_its_rate(docs):
+    """spaCy's update calls set_dropout_rate(model, drop) on the whole model;
+    the pooled vector's dropout keeps the rate given to RNNTextCat."""
+    from thinc.api import set_dropout_rate
+
+    model = _build("mean", True, True, docs)
+    dropout = [node for node in model.walk() if node.name == "fixed_dropout"]
+    assert len(dropout) == 1 and dropout[0].attrs["fixed_dropout_rate"] == 0.0
+    set_dropout_rate(model, 0.5)
+    train_scores, _ = model.begin_update(docs)
+    numpy.testing.assert_allclose(train_scores, model.predict(docs), rtol=1e-6)
+
+    dropped = RNNTextCat(tok2vec=fixed_tok2vec(True), pooling="mean", nO=3, dropout=0.5)
+    dropped.initialize(X=docs)
+    out = dropped.get_ref("output_layer")
+    out.set_param("W", numpy.random.default_rng(0).normal(size=out.get_param("W").shape).astype("f"))
+    set_dropout_rate(dropped, 0.0)
+    train_scores, _ = dropped.begin_update(docs)
+    assert not numpy.allclose(train_scores, dropped.predict(docs))
