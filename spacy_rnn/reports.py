@@ -396,11 +396,12 @@ def load_system(path: Union[str, Path]) -> System:
     )
 
 
-def _verdict(task: str, metric: str, rows: List[Dict[str, Any]]) -> Optional[str]:
+def _verdict(task: str, metric: str, rows: List[Dict[str, Any]]) -> str:
     models = [r for r in rows if r["kind"] != "baseline" and r[metric] is not None]
     baselines = [r for r in rows if r["kind"] == "baseline" and r[metric] is not None]
     if not models or not baselines:
-        return None
+        missing = "model (kind other than 'baseline')" if not models else "baseline"
+        return f"{task}: no {missing} among the inputs, so no verdict on model vs baseline."
     best_m = max(models, key=lambda r: r[metric])
     best_b = max(baselines, key=lambda r: r[metric])
     diff = 100 * (best_m[metric] - best_b[metric])
@@ -457,9 +458,8 @@ def compare_metrics(
                 "",
             ]
         verdict = _verdict("NER" if task == "ner" else "Text classification", key, rows)
-        if verdict:
-            comp.verdicts.append(verdict)
-            parts += [verdict, ""]
+        comp.verdicts.append(verdict)
+        parts += [verdict, ""]
     comp.markdown = "\n".join(parts)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -503,9 +503,10 @@ def _plot_comparison(comp: Comparison, path: Path) -> None:
             )
         ax.set_xticks(x)
         ax.set_xticklabels(cols, fontsize=8)
-        ax.set_ylim(0, 1.15)
+        ax.set_ylim(0, 1.4)  # room above the bars for the legend
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(title)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -253,6 +253,11 @@ def test_reports_compare_table_chart_and_verdict(tmp_path, runner):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "t2.md").read_text() == table
+    only_baselines = compare_metrics(paths[:2])
+    assert only_baselines.verdicts == [
+        "NER: no model (kind other than 'baseline') among the inputs, "
+        "so no verdict on model vs baseline."
+    ]
     (tmp_path / "bad.json").write_text("{not json")
     result = runner.invoke(app, ["compare", str(tmp_path / "bad.json")])
     assert result.exit_code == 1 and "bad.json: not JSON (line 1" in said(result)
