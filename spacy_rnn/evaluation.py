@@ -40,8 +40,10 @@ load_docs(path, vocab=None) -> List[Doc];  save_docs(docs, path)
 predict_docs(nlp_or_path, gold_docs, batch_size=64) -> List[Doc]
     Runs a pipeline over the reference words (gold tokenization, like
     `gold_preproc`), not over re-tokenized text.
+seqeval_scores(gold_seqs, pred_seqs) -> dict;  semeval_scores(gold_seqs, pred_seqs) -> dict
+    The two halves of evaluate_tags, without its input checks.
 error_doc_indices(gold_docs, pred_docs) -> List[int]
-write_metrics(metrics, path)
+write_metrics(metrics, path);  read_metrics(path) -> dict
 
 Tokenization: predicted docs normally carry the same words as the reference.
 When they do not, the predicted entities are projected onto the reference
@@ -441,11 +443,6 @@ def save_docs(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=True).to_disk(path)
     return path
-
-
-def blank_copy(doc: Doc) -> Doc:
-    """The reference words and spaces, without any annotation."""
-    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
 
 
 def predict_docs(nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64) -> List[Doc]:
