@@ -82,6 +82,23 @@ def apply_constraints(
     )
 
 
+def _log_matmul_exp(scores: torch.Tensor, exp_matrix: torch.Tensor) -> torch.Tensor:
+    """log(exp(scores) @ exp_matrix), stable: (B, K) x (K, K) -> (B, K).
+
+    The same sum as logsumexp(scores[:, :, None] + log(exp_matrix), dim=1),
+    but one (B, K) x (K, K) product instead of a (B, K, K) tensor per step,
+    which is several times faster on CPU. A sum that underflows (a tag reachable
+    only from tags e^-87 times less likely than the best) is clamped to
+    e^-69 of the best instead of 0, which keeps the log and its gradient
+    finite; such paths carry no weight at float precision anyway.
+    """
+    # shape: (B, 1)
+    top = scores.max(dim=1, keepdim=True).values
+    # shape: (B, K) @ (K, K) -> (B, K)
+    summed = torch.exp(scores - top) @ exp_matrix
+    return torch.log(torch.clamp(summed, min=1e-30)) + top
+
+
 def _check(emissions: torch.Tensor, mask: torch.Tensor) -> None:
     if emissions.dim() != 3:
         raise ValueError(f"emissions must be (batch, steps, tags), got shape {tuple(emissions.shape)}")
@@ -110,11 +127,13 @@ def log_partition(
     _check(emissions, mask)
     if allowed is not None:
         emissions = torch.where(allowed, emissions, emissions.new_tensor(NEG))
+    # Forbidden transitions (NEG) have exp() == 0.
+    exp_trans = torch.exp(transitions)
     # shape: (B, K)
     alpha = start + emissions[:, 0]
     for t in range(1, emissions.shape[1]):
-        # shape: (B, K, 1) + (K, K) -> logsumexp over the previous tag -> (B, K)
-        nxt = torch.logsumexp(alpha.unsqueeze(2) + transitions, dim=1) + emissions[:, t]
+        # shape: (B, K) -> log sum over the previous tag -> (B, K)
+        nxt = _log_matmul_exp(alpha, exp_trans) + emissions[:, t]
         # Padding steps keep the last alpha of their sequence.
         alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
     # shape: (B,)
@@ -208,16 +227,18 @@ def forward_backward(
     _check(emissions, mask)
     B, T, K = emissions.shape
     with torch.no_grad():
+        exp_trans = torch.exp(transitions)
+        exp_trans_t = exp_trans.t().contiguous()
         alphas = [start + emissions[:, 0]]
         for t in range(1, T):
-            # shape: (B, K, 1) + (K, K) -> (B, K)
-            nxt = torch.logsumexp(alphas[-1].unsqueeze(2) + transitions, dim=1) + emissions[:, t]
+            # shape: (B, K) -> log sum over the previous tag -> (B, K)
+            nxt = _log_matmul_exp(alphas[-1], exp_trans) + emissions[:, t]
             alphas.append(torch.where(mask[:, t : t + 1], nxt, alphas[-1]))
         end_b = end.expand(B, K)
         betas = [end_b]
         for t in range(T - 2, -1, -1):
-            # shape: (K, K) + (B, 1, K) -> logsumexp over the next tag -> (B, K)
-            nxt = torch.logsumexp(transitions + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+            # shape: (B, K) -> log sum over the next tag -> (B, K)
+            nxt = _log_matmul_exp(emissions[:, t + 1] + betas[-1], exp_trans_t)
             # A step followed by padding is the last one: its suffix is `end`.
             betas.append(torch.where(mask[:, t + 1 : t + 2], nxt, end_b))
         alpha = torch.stack(alphas, dim=1)
