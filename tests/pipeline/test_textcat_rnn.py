@@ -18,7 +18,7 @@ from thinc.api import Adam, fix_random_seed
 from spacy_rnn.converters import read_textcat
 from spacy_rnn.ml.textcat import POOLINGS
 
-SST2_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
+SST2_LABELS = {"0": "NEG", "1": "POS"}
 
 # Small widths: enough to memorise 100 sentences in a few epochs on one core.
 SMALL_TOK2VEC = {
@@ -49,7 +49,7 @@ def train_sentences(sst2_dir, tmp_path_factory) -> List[Doc]:
     docs, _ = read_textcat(path, label_map=SST2_LABELS)
     docs = [doc for doc in docs if len(doc) >= 6][:100]
     assert len(docs) == 100
-    assert 20 <= sum(doc.cats["POSITIVE"] for doc in docs) <= 80
+    assert 20 <= sum(doc.cats["POS"] for doc in docs) <= 80
     return docs
 
 
@@ -68,7 +68,7 @@ def make_nlp(factory: str, pooling: str) -> spacy.Language:
 
 def accuracy(nlp: spacy.Language, docs: List[Doc]) -> float:
     predicted = nlp.pipe(doc.text for doc in docs)
-    hits = [(pred.cats["POSITIVE"] > 0.5) == (gold.cats["POSITIVE"] > 0.5) for pred, gold in zip(predicted, docs)]
+    hits = [(pred.cats["POS"] > 0.5) == (gold.cats["POS"] > 0.5) for pred, gold in zip(predicted, docs)]
     return float(numpy.mean(hits))
 
 
