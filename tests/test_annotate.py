@@ -132,3 +132,13 @@ def test_annotate_cli(ruler_model, tmp_path):
     )
     assert bad.returncode == 1 and "could not load the pipeline" in bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+def test_annotate_tsv_column(ruler_model, tmp_path):
+    src = tmp_path / "raw.tsv"
+    src.write_text("label\tcontent\n" + "".join(f"{i % 2}\t{t}\n" for i, t in enumerate(TEXTS)), encoding="utf8")
+    counts = annotate(ruler_model, src, tmp_path / "out.spacy", text_key="content")
+    assert counts["format"] == "tsv" and counts["docs"] == 3
+    _check(_load(tmp_path / "out.spacy"))
+    with pytest.raises(ValueError, match=r"raw.tsv:1: no column 'text'"):
+        list(read_texts(src, "tsv"))
