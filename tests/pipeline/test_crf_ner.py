@@ -231,9 +231,9 @@ def test_crf_ner_trains_on_partial_annotation():
     assert [doc[i].ent_iob_ + "-" + doc[i].ent_type_ for i in (0, 2, 3)] == ["B-PER", "O-", "B-LOC"]
 
 
-def biased_nlp(scheme):
+def biased_nlp(scheme, **cfg):
     """A pipe whose emission scores favour one PER entity over everything."""
-    nlp = make_nlp(scheme=scheme)
+    nlp = make_nlp(scheme=scheme, **cfg)
     nlp.initialize(lambda: [example(nlp, WORDS, [(0, 2, "PER")])])
     ner = nlp.get_pipe("crf_ner")
     output = ner.model.get_ref("output_layer")
@@ -256,6 +256,17 @@ def test_crf_ner_no_entity_crosses_a_sentence_boundary(scheme):
     assert [(e.start, e.end) for e in doc.ents] == [(0, 3), (3, 4), (4, 8), (8, 9)]
     for ent in doc.ents:
         assert len(list(ent.sents)) == 1
+
+
+def test_crf_ner_scores_with_the_seqeval_scorer():
+    nlp = biased_nlp("BIO", scorer={"@scorers": "spacy_rnn.seqeval_scorer.v1"})
+    starts = [i in (0, 3, 4, 8) for i in range(len(WORDS))]
+    right = example(nlp, WORDS, [(0, 3, "PER"), (3, 4, "PER"), (4, 8, "PER"), (8, 9, "PER")], sent_starts=starts)
+    wrong = example(nlp, WORDS, [(0, 2, "PER"), (3, 4, "PER")], sent_starts=starts)
+    scores = nlp.evaluate([right])
+    assert scores["seqeval_f"] == scores["ents_f"] == 1.0
+    scores = nlp.evaluate([wrong])
+    assert scores["seqeval_p"] == pytest.approx(1 / 4) and scores["seqeval_r"] == pytest.approx(1 / 2)
 
 
 def test_crf_ner_write_ents_false_and_existing_ents():
@@ -321,3 +332,18 @@ def test_crf_ner_configs_are_filled(repo_root, tmp_path, name):
     assert original["components"]["crf_ner"]["factory"] == "crf_ner"
     cell = original["components"]["crf_ner"]["model"]["tok2vec"]["encode"]["cell"]
     assert cell == ("gru" if "bigru" in name else "lstm")
+
+
+def test_crf_ner_gold_sentences_augmenter():
+    """The registered augmenter keeps whole docs but gives the predicted doc
+    the reference's tokens and sentence starts."""
+    from spacy.util import registry
+
+    nlp = spacy.blank("en")
+    augmenter = registry.augmenters.get("spacy_rnn.gold_sentences.v1")()
+    words = ["New", "York-based", "firm", ".", "It", "grew", "."]
+    ref = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, False, True, False, False])
+    (eg,) = list(augmenter(nlp, Example(nlp.make_doc(ref.text), ref)))
+    assert [t.text for t in eg.predicted] == words
+    assert [s.start for s in eg.predicted.sents] == [0, 4]
+    assert eg.reference is ref
