@@ -22,12 +22,13 @@ import numpy
 import srsly
 import torch
 from spacy.attrs import ORTH
+from spacy.vectors import Mode, Vectors
 from spacy.ml.featureextractor import FeatureExtractor
-from spacy.ml.staticvectors import StaticVectors
 from spacy.strings import StringStore
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import (
+    glorot_uniform_init,
     Dropout,
     HashEmbed,
     Maxout,
@@ -125,8 +126,8 @@ def CharWordEmbed(
         parts.append(refs["words"])
         concat_size += width * len(attrs)
     if include_static_vectors:
-        # StaticVectors looks keys up by vocab.vectors.attr (e.g. LOWER for GloVe).
-        refs["vectors"] = StaticVectors(width, dropout=0.0)
+        # keyed by the vectors table's own attribute (e.g. LOWER for GloVe)
+        refs["vectors"] = KeyedStaticVectors(width)
         parts.append(refs["vectors"])
         concat_size += width
     if char_encoder is not None:
@@ -170,6 +171,66 @@ def embed_forward(model: Model[List[Doc], List[Floats2d]], docs: List[Doc], is_t
 def embed_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
     model.layers[0].initialize(X=X)
     return model
+
+
+def KeyedStaticVectors(nO: int) -> Model[List[Doc], Ragged]:
+    """The vocab's static vectors, projected to nO by a learned linear layer
+    (as spaCy's StaticVectors). The vectors table's key attribute (e.g. LOWER
+    for GloVe) is recorded at initialize and saved with the model: spaCy 3.8
+    does not keep `Vectors.attr` through `to_disk`/`to_bytes`, so a reloaded
+    pipeline would otherwise look its vectors up by ORTH and miss every
+    capitalized word of a LOWER-keyed table."""
+    return Model(
+        "static_vectors",
+        static_vectors_forward,
+        init=static_vectors_init,
+        params={"W": None},
+        dims={"nO": nO, "nM": None},
+        attrs={"key_attr": None},
+    )
+
+
+def static_vectors_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
+    if X is not None and len(X):
+        vectors = X[0].vocab.vectors
+        if not vectors.shape[0] * vectors.shape[1] and getattr(vectors, "mode", None) != Mode.floret:
+            raise ValueError(
+                "CharWordEmbed: include_static_vectors is true, but the vocab has no "
+                "vectors table: set [initialize] vectors (or --paths.vectors) in the config"
+            )
+        model.set_dim("nM", int(vectors.shape[1]))
+        model.attrs["key_attr"] = int(getattr(vectors, "attr", ORTH))
+    if not model.has_dim("nM"):
+        raise ValueError("CharWordEmbed: static vectors need sample Docs at initialize")
+    model.set_param("W", glorot_uniform_init(model.ops, (model.get_dim("nO"), model.get_dim("nM"))))
+    return model
+
+
+def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
+    ops = model.ops
+    lengths = [len(doc) for doc in docs]
+    if not sum(lengths):
+        return Ragged(ops.alloc2f(0, model.get_dim("nO")), ops.asarray1i(lengths)), _no_grad
+    vectors = docs[0].vocab.vectors
+    key_attr = model.attrs["key_attr"]
+    if key_attr is None:
+        key_attr = int(getattr(vectors, "attr", ORTH))
+    # (n_tokens,) keys of all tokens, by the attribute the table is keyed by
+    keys = numpy.concatenate([_column(doc, key_attr) for doc in docs])
+    if isinstance(vectors, Vectors) and vectors.mode == Mode.default:
+        rows = vectors.find(keys=keys)
+        V = ops.as_contig(ops.asarray(vectors.data)[rows])  # (n_tokens, nM)
+        V[ops.asarray(rows) < 0] = 0  # unknown words: zero vectors
+    else:  # floret or other tables that compute vectors for any key
+        V = ops.as_contig(ops.asarray(vectors.get_batch(keys)))
+    W = model.get_param("W")  # (nO, nM)
+    Y = ops.gemm(V, W, trans2=True)  # (n_tokens, nO)
+
+    def backprop(dY: Ragged) -> List:
+        model.inc_grad("W", ops.gemm(ops.as_contig(dY.data), V, trans1=True))
+        return []
+
+    return Ragged(Y, ops.asarray1i(lengths)), backprop
 
 
 def CharEncoder(
@@ -337,7 +398,7 @@ def char_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: boo
     shim = model.shims[0]
     device = shim.device
     # (n_tokens,) orth ids of all tokens
-    orths = numpy.concatenate([_orths(doc) for doc in docs])
+    orths = numpy.concatenate([_column(doc, ORTH) for doc in docs])
     # the characters are encoded once per distinct word of the batch
     words, token_to_word = numpy.unique(orths, return_inverse=True)
     ids, lengths = model.attrs["char_table"](words, docs[0].vocab.strings)
@@ -357,10 +418,10 @@ def char_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: boo
     return Ragged(Y, ops.asarray1i(doc_lengths)), backprop
 
 
-def _orths(doc) -> numpy.ndarray:
+def _column(doc, attr) -> numpy.ndarray:
     if hasattr(doc, "to_array"):
-        return doc.to_array(ORTH).astype(numpy.uint64)
-    return doc.doc.to_array(ORTH)[doc.start : doc.end].astype(numpy.uint64)
+        return doc.to_array(attr).astype(numpy.uint64)
+    return doc.doc.to_array(attr)[doc.start : doc.end].astype(numpy.uint64)
 
 
 def _no_grad(d_output: Ragged) -> List:

@@ -325,3 +325,36 @@ def test_embed_in_spacy_tok2vec_tagger_overfits_and_round_trips(tmp_path):
                     scores[0], atol=0, rtol=0)
     unpickled = pickle.loads(pickle.dumps(nlp))
     assert [[t.tag_ for t in doc] for doc in unpickled.pipe(texts)] == expected
+
+
+def test_embed_static_vectors_key_attr_survives_spacy_load(tmp_path):
+    """spaCy 3.8 resets Vectors.attr to ORTH on to_disk/spacy.load; the layer
+    keeps the LOWER it was initialized with, so "Paris" still finds "paris"."""
+    from thinc.api import Config
+
+    config = Config().from_str(TAGGER_CONFIG)
+    config["components"]["tagger"]["model"]["tok2vec"]["embed"]["include_static_vectors"] = True
+    fix_random_seed(0)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    data = numpy.asarray([[1.0, 0.0, 0.5], [0.0, 2.0, 0.0]], dtype="float32")
+    nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=data, keys=["paris", "rain"],
+                                attr="LOWER")
+    examples = [Example.from_dict(nlp.make_doc("Paris rain"), {"tags": ["N", "V"]})]
+    nlp.initialize(get_examples=lambda: examples)
+    nlp.to_disk(tmp_path / "nlp")
+    reloaded = spacy.load(tmp_path / "nlp")
+    for pipeline in (nlp, reloaded):
+        static = [n for n in pipeline.get_pipe("tagger").model.walk() if n.name == "static_vectors"][0]
+        V = static.predict([pipeline.make_doc("Paris RAIN nowhere")]).data
+        assert_allclose(V[0], static.get_param("W") @ data[0], rtol=1e-6)
+        assert_allclose(V[1], static.get_param("W") @ data[1], rtol=1e-6)
+        assert numpy.abs(V[2]).max() == 0
+    doc = nlp.make_doc("Paris rain")
+    assert_allclose(reloaded.get_pipe("tagger").model.predict([reloaded.make_doc("Paris rain")])[0],
+                    nlp.get_pipe("tagger").model.predict([doc])[0], atol=0, rtol=0)
+
+
+def test_embed_static_vectors_need_a_table(nlp):
+    model = CharWordEmbed(8, include_static_vectors=True, char_encoder=None)
+    with pytest.raises(ValueError, match="vectors"):
+        model.initialize(X=[nlp.make_doc("no vectors here")])
