@@ -552,7 +552,7 @@ def command_for(system: System, settings: Settings) -> str:
 def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> Dict[str, Any]:
     """Train + evaluate one system; returns its results entry."""
     sys_dir = settings.work / system.name
-    metrics_dir = settings.output / "metrics"
+    metrics_dir = settings.output / "scores"
     timeout = settings.max_minutes * 60 if settings.max_minutes else None
     entry: Dict[str, Any] = {
         "name": system.name,
