@@ -65,7 +65,7 @@ DEFAULT_CRF_NER_MODEL = Config().from_str(default_model_config)["model"]
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
     default_config={
         "model": DEFAULT_CRF_NER_MODEL,
-        "scheme": "BILUO",
+        "scheme": "BIO",
         "spans_key": "crf_ner",
         "write_ents": True,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
@@ -85,8 +85,9 @@ def make_crf_ner(
 
     model (Model[List[Doc], List[Floats2d]]): emission scores per token, with
         a "crf" node holding the CRF scores (spacy_rnn.CRFTagger.v1).
-    scheme (str): the tag scheme of the CRF, "BILUO" or "BIO"; decoding is
-        constrained to valid sequences in it.
+    scheme (str): the tag scheme of the CRF, "BIO" (IOB2) or "BILUO"; decoding
+        is constrained to valid sequences in it. BIO is the default until a
+        dev-set comparison says otherwise (BILUO has twice the tags per label).
     spans_key (str): the key of the span group with the entities and their
         confidences (`doc.spans[spans_key].attrs["scores"]`).
     write_ents (bool): whether to set `doc.ents`; if false, only the span
@@ -130,7 +131,7 @@ class CRFEntityRecognizer(TrainablePipe):
         model: Model,
         name: str = "crf_ner",
         *,
-        scheme: str = "BILUO",
+        scheme: str = "BIO",
         spans_key: str = "crf_ner",
         write_ents: bool = True,
         scorer: Optional[Callable] = ner_score,
@@ -245,15 +246,10 @@ class CRFEntityRecognizer(TrainablePipe):
         tags, _ = viterbi(emissions, layout.mask_t, transitions, start, end)
         flat_tags = tags[layout.mask]
         starts, ends, labels = self._spans_from_tags(flat_tags, layout.chain_last)
-        # Entity rows in the padded layout, for the marginals: (chain, first, last)
-        rows = numpy.stack(
-            [layout.chain_of[starts], starts - layout.chain_offsets[layout.chain_of[starts]], ends - 1]
-            if len(starts)
-            else [starts] * 3,
-            axis=1,
-        )
-        if len(starts):
-            rows[:, 2] = rows[:, 1] + (ends - starts) - 1
+        # Each entity in the padded layout: (chain, first step, last step)
+        chain = layout.chain_of[starts]
+        first = starts - layout.chain_offsets[chain]
+        rows = numpy.stack([chain, first, first + (ends - starts) - 1], axis=1)
         logp = span_log_probs(emissions, layout.mask_t, transitions, start, end, tags, rows, constraints.continues)
         return CRFPrediction(doc_offsets, starts, ends, labels, numpy.exp(logp))
 
@@ -359,7 +355,7 @@ class CRFEntityRecognizer(TrainablePipe):
         """Per predicted token: the reference's IOB code (3 B, 1 I, 2 O,
         0 missing) and label index (-1 outside an entity)."""
         x, y = example.predicted, example.reference
-        label_ids = {self.vocab.strings[label]: i for i, label in enumerate(self.labels)}
+        label_ids = {self.vocab.strings.add(label): i for i, label in enumerate(self.labels)}
         if len(x) == len(y) and x.text == y.text and (x.to_array(IDX) == y.to_array(IDX)).all():
             array = y.to_array([ENT_IOB, ENT_TYPE])
             iob = array[:, 0].astype("int64")

@@ -187,7 +187,7 @@ def test_crf_ner_missing_tokens_are_marginalised():
     exp(-loss) over the 11 full annotations (BILUO, 2 labels) of tokens 6-7,
     with the same emission scores. So the labels the missing tokens might
     have are summed over, not guessed."""
-    nlp = make_nlp()
+    nlp = make_nlp(scheme="BILUO")
     ner = nlp.get_pipe("crf_ner")
     known = [(0, 2, "PER"), (3, 4, "PER"), (5, 6, "LOC")]
     eg = example(nlp, WORDS, known, missing=(6, 7))
