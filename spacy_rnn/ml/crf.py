@@ -351,9 +351,9 @@ def nll(
 
 def crf_params(crf: Model) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Constraints]:
     """The CRF layer's learned scores (constraints applied) and its constraints."""
-    transitions = torch.from_numpy(numpy.asarray(crf.get_param("transitions")))
-    start = torch.from_numpy(numpy.asarray(crf.get_param("start")))
-    end = torch.from_numpy(numpy.asarray(crf.get_param("end")))
+    transitions = torch.from_numpy(crf.ops.to_numpy(crf.get_param("transitions")))
+    start = torch.from_numpy(crf.ops.to_numpy(crf.get_param("start")))
+    end = torch.from_numpy(crf.ops.to_numpy(crf.get_param("end")))
     constraints = layer_constraints(crf)
     return (*apply_constraints(transitions, start, end, constraints), constraints)
 
@@ -447,7 +447,7 @@ class CRFLoss(Loss):
             raise ValueError(f"CRFLoss: tag ids must be in [0, {K}), MISSING (-1) or PAD (-2)")
         emissions = torch.from_numpy(numpy.ascontiguousarray(guesses)).requires_grad_(with_grad)
         raw = [
-            torch.from_numpy(numpy.asarray(self.crf.get_param(name))).requires_grad_(with_grad)
+            torch.from_numpy(self.crf.ops.to_numpy(self.crf.get_param(name)).copy()).requires_grad_(with_grad)
             for name in ("transitions", "start", "end")
         ]
         constraints = layer_constraints(self.crf)
@@ -459,5 +459,5 @@ class CRFLoss(Loss):
             return None, float(loss)
         loss.backward()
         for name, param in zip(("transitions", "start", "end"), raw):
-            self.crf.inc_grad(name, param.grad.numpy().copy())
+            self.crf.inc_grad(name, self.crf.ops.asarray(param.grad.numpy().copy()))
         return emissions.grad.numpy(), float(loss.detach())

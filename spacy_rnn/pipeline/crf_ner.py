@@ -241,7 +241,7 @@ class CRFEntityRecognizer(TrainablePipe):
             return _empty_prediction(doc_offsets)
         scores = self.model.predict(docs)
         layout = _Layout.from_docs(docs)
-        emissions = layout.pad(_concat(scores))
+        emissions = layout.pad(_concat(self.model.ops, scores))
         transitions, start, end, constraints = crf_params(self.model.get_ref("crf"))
         tags, _ = viterbi(emissions, layout.mask_t, transitions, start, end)
         flat_tags = tags[layout.mask]
@@ -345,9 +345,10 @@ class CRFEntityRecognizer(TrainablePipe):
         gold = self._fit_to_chains(numpy.concatenate(rows + [numpy.zeros((0, 3), "int64")]), layout)
         truths = numpy.full(layout.mask.shape, PAD, dtype="int64")
         truths[layout.mask] = gold
-        emissions = layout.pad(_concat(scores)).numpy()
+        emissions = layout.pad(_concat(self.model.ops, scores)).numpy()
         d_emissions, loss = CRFLoss(self.model.get_ref("crf"))(emissions, truths)
         d_flat = d_emissions[layout.mask]
+        d_flat = self.model.ops.asarray2f(d_flat)
         d_scores = [d_flat[a:b] for a, b in zip(layout.doc_offsets[:-1], layout.doc_offsets[1:])]
         return d_scores, loss
 
@@ -452,8 +453,9 @@ class _Layout:
         return torch.from_numpy(padded[self.index])
 
 
-def _concat(arrays: List[Floats2d]) -> numpy.ndarray:
-    return numpy.ascontiguousarray(numpy.concatenate([numpy.asarray(a) for a in arrays]), dtype="float32")
+def _concat(ops, arrays: List[Floats2d]) -> numpy.ndarray:
+    """One (n_tokens, K) float32 numpy array (the CRF runs in torch on CPU)."""
+    return numpy.ascontiguousarray(numpy.concatenate([ops.to_numpy(a) for a in arrays]), dtype="float32")
 
 
 def _offsets(lengths: Sequence[int]) -> numpy.ndarray:
