@@ -7,6 +7,7 @@ going through `PyTorchWrapper`: the layers convert their own inputs (one flat
 array per batch, index tensors for packing), which avoids the wrapper's
 recursive conversions and per-sequence padding.
 """
+import os
 from io import BytesIO
 from typing import Any, Callable, Sequence, Tuple
 
@@ -14,6 +15,18 @@ import torch
 from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device
 
 _FLUSH_DENORMAL_SET = False
+
+
+def _single_thread_after_fork() -> None:
+    # A process forked after torch ran OpenMP threads (spaCy's
+    # nlp.pipe(n_process=N) forks on Linux) deadlocks at its first torch call
+    # with GNU OpenMP; one thread per worker avoids it, and N workers share
+    # the cores anyway.
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 def flush_denormal() -> None:

@@ -358,3 +358,35 @@ def test_embed_static_vectors_need_a_table(nlp):
     model = CharWordEmbed(8, include_static_vectors=True, char_encoder=None)
     with pytest.raises(ValueError, match="vectors"):
         model.initialize(X=[nlp.make_doc("no vectors here")])
+
+
+MULTIPROCESS_SCRIPT = """
+import sys, spacy
+from spacy.training import Example
+from thinc.api import Adam, Config, fix_random_seed
+sys.path.insert(0, sys.argv[1])
+from test_embed import TAGGER_CONFIG
+fix_random_seed(0)
+nlp = spacy.util.load_model_from_config(Config().from_str(TAGGER_CONFIG), auto_fill=True)
+examples = [Example.from_dict(nlp.make_doc("I like green eggs"), {"tags": ["N", "V", "J", "N"]})]
+nlp.initialize(get_examples=lambda: examples)
+texts = ["I like green eggs and ham", "Eat them"] * 20
+single = [[t.tag_ for t in doc] for doc in nlp.pipe(texts)]
+multi = [[t.tag_ for t in doc] for doc in nlp.pipe(texts, n_process=2, batch_size=5)]
+assert multi == single
+print("ok")
+"""
+
+
+def test_embed_pipeline_runs_in_several_processes(tmp_path):
+    """nlp.pipe(n_process=2) after torch used two OpenMP threads in the parent
+    (a forked worker would deadlock without the after-fork thread setting)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    result = subprocess.run([sys.executable, "-c", MULTIPROCESS_SCRIPT, str(Path(__file__).parent)],
+                            capture_output=True, text=True, timeout=150, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
