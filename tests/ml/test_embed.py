@@ -386,7 +386,17 @@ def test_embed_pipeline_runs_in_several_processes(tmp_path):
     import sys
     from pathlib import Path
 
+    import signal
+
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    result = subprocess.run([sys.executable, "-c", MULTIPROCESS_SCRIPT, str(Path(__file__).parent)],
-                            capture_output=True, text=True, timeout=150, env=env)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    # its own process group, so that hung workers are ended with it
+    process = subprocess.Popen([sys.executable, "-c", MULTIPROCESS_SCRIPT, str(Path(__file__).parent)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("nlp.pipe(n_process=2) hung")
+    assert process.returncode == 0 and stdout.strip() == "ok", stderr[-2000:]
