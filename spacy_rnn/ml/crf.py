@@ -186,10 +186,12 @@ def viterbi(
         # shape: (B, K)
         score = start + emissions[:, 0]
         identity = torch.arange(K).expand(B, K)
+        # (current, previous) order, so that the max runs over the contiguous last axis
+        trans_t = transitions.t().contiguous()
         history = []
         for t in range(1, T):
-            # shape: (B, K, K) -> best previous tag for every current tag: (B, K)
-            best, prev = (score.unsqueeze(2) + transitions).max(dim=1)
+            # shape: (B, 1, K) + (K, K) -> best previous tag for every current tag: (B, K)
+            best, prev = (score.unsqueeze(1) + trans_t).max(dim=2)
             step_mask = mask[:, t : t + 1]
             score = torch.where(step_mask, best + emissions[:, t], score)
             # At padding steps the back-pointer is the identity, so backtracking
