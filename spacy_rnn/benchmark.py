@@ -369,16 +369,22 @@ def run_child(cmd: Sequence[str], log_path: Path, prefix: str, timeout: Optional
         timed_out = False
         deadline = None if timeout is None else start + timeout
         hwm_kb = 0
-        while True:
-            hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline and not timed_out:
-                timed_out = True
-                msg.warn(f"{prefix}: time limit reached ({timeout / 60:.1f} min), stopping training")
-                os.killpg(proc.pid, signal.SIGTERM)
-            time.sleep(0.2)
+        try:
+            while True:
+                hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    break
+                if deadline is not None and time.perf_counter() > deadline and not timed_out:
+                    timed_out = True
+                    msg.warn(f"{prefix}: time limit reached ({timeout / 60:.1f} min), stopping training")
+                    os.killpg(proc.pid, signal.SIGTERM)
+                time.sleep(0.2)
+        except BaseException:
+            # the child runs in its own session (so a time limit can end its
+            # whole group): Ctrl-C here must end it too
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         reader.join(timeout=10)

@@ -228,3 +228,18 @@ def test_benchmark_rejects_broken_results_file(tmp_path):
     path.write_text("{not json", encoding="utf8")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_results(path)
+
+
+def test_benchmark_run_child_time_limit_and_own_peak_memory(tmp_path):
+    from spacy_rnn.benchmark import run_child
+
+    # the child's own peak: ~150 MB allocated there, while this test process
+    # (spaCy, torch loaded) holds more than that, which rusage would report instead
+    code = "b = bytearray(150 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(1)"
+    result = run_child([sys.executable, "-c", code], tmp_path / "mem.log", "mem")
+    assert result.returncode == 0 and not result.timed_out
+    assert 150 <= result.peak_rss_mb < 400
+    result = run_child([sys.executable, "-c", "print('hi', flush=True); import time; time.sleep(60)"],
+                       tmp_path / "slow.log", "slow", timeout=2)
+    assert result.timed_out and result.returncode != 0 and result.seconds < 30
+    assert "hi" in (tmp_path / "slow.log").read_text()
