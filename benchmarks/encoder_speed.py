@@ -94,12 +94,16 @@ def time_training(model, docs: List[Doc], batch_size: int, optimizer) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--conll", type=Path, default=HERE.parent.parent / "shared" / "data" / "conll2003")
+    parser.add_argument("--conll", type=Path,
+                        default=HERE.parent.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--infer-sents", type=int, default=2000, help="valid.txt sentences for inference")
-    parser.add_argument("--train-sents", type=int, default=600, help="train.txt sentences for training")
-    parser.add_argument("--infer-batch", type=int, default=256, help="sentences per inference batch")
+    parser.add_argument("--infer-sents", type=int, default=2000,
+                        help="valid.txt sentences for inference")
+    parser.add_argument("--train-sents", type=int, default=600,
+                        help="train.txt sentences for training")
+    parser.add_argument("--infer-batch", type=int, default=256,
+                        help="sentences per inference batch")
     parser.add_argument("--train-batch", type=int, default=64, help="sentences per training batch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gpu-id", type=int, default=-1)
@@ -108,8 +112,10 @@ def main() -> None:
     if args.gpu_id >= 0:
         require_gpu(args.gpu_id)
     nlp = spacy.blank("en")
-    infer_docs = [Doc(nlp.vocab, words=w) for w in read_sentences(args.conll / "valid.txt")[: args.infer_sents]]
-    train_docs = [Doc(nlp.vocab, words=w) for w in read_sentences(args.conll / "train.txt")[: args.train_sents]]
+    infer_sents = read_sentences(args.conll / "valid.txt")[: args.infer_sents]
+    train_sents = read_sentences(args.conll / "train.txt")[: args.train_sents]
+    infer_docs = [Doc(nlp.vocab, words=w) for w in infer_sents]
+    train_docs = [Doc(nlp.vocab, words=w) for w in train_sents]
     names = ["ours", "ours_no_chars", "spacy_bilstm", "spacy_maxout"]
     models, optimizers = {}, {}
     for name in names:
@@ -121,7 +127,9 @@ def main() -> None:
     results: Dict[str, Dict[str, List[float]]] = {n: {"train": [], "infer": []} for n in names}
     for round_ in range(args.rounds):
         for name in names:
-            results[name]["infer"].append(time_inference(models[name], infer_docs, args.infer_batch))
+            results[name]["infer"].append(
+                time_inference(models[name], infer_docs, args.infer_batch)
+            )
             results[name]["train"].append(
                 time_training(models[name], train_docs, args.train_batch, optimizers[name])
             )
@@ -139,7 +147,8 @@ def main() -> None:
                      "torch_threads": torch.get_num_threads(),
                      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                      "load_average_at_end": os.getloadavg(),
-                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(),
+                     "machine": platform.processor() or platform.machine(),
                      "device": "gpu" if args.gpu_id >= 0 else "cpu"},
         "best_tokens_per_second": best,
         "all_rounds": results,
@@ -147,7 +156,8 @@ def main() -> None:
     }
     args.output.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
-        f"Tokens/s (best of {args.rounds} interleaved rounds), width {args.width}, depth {args.depth}, "
+        f"Tokens/s (best of {args.rounds} interleaved rounds), "
+        f"width {args.width}, depth {args.depth}, "
         f"{summary['settings']['device']}, torch threads {summary['settings']['torch_threads']}, "
         f"load average at end {summary['settings']['load_average_at_end'][0]:.1f} "
         f"on {summary['settings']['cpu_count']} cores.",
@@ -162,7 +172,8 @@ def main() -> None:
         "spacy_maxout": "MultiHashEmbed + MaxoutWindowEncoder",
     }
     for name in names:
-        lines.append(f"| {name} | {what[name]} | {best[name]['train']:,.0f} | {best[name]['infer']:,.0f} |")
+        train, infer = best[name]["train"], best[name]["infer"]
+        lines.append(f"| {name} | {what[name]} | {train:,.0f} | {infer:,.0f} |")
     lines += ["", "Ratios to spaCy's TorchBiLSTMEncoder: " + ", ".join(
         f"{k.replace('_vs_spacy_bilstm', '')} {v:.2f}x" for k, v in ratios.items())]
     args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -31,7 +31,9 @@ def last_step() -> Model[List[Floats2d], Floats2d]:
     return Model("last_step", _last_step_forward)
 
 
-def _last_step_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tuple[Floats2d, Callable]:
+def _last_step_forward(
+    model: Model, Xs: List[Floats2d], is_train: bool
+) -> Tuple[Floats2d, Callable]:
     shapes = [X.shape for X in Xs]
     Y = model.ops.xp.stack([X[-1] for X in Xs])  # (n_seqs, width)
 
@@ -45,7 +47,8 @@ def _last_step_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tupl
 
 
 def build_forecaster(units: int = 16) -> Model[List[Floats2d], Floats2d]:
-    return chain(BiRNNEncoder(units, depth=1, cell="lstm", bidirectional=False), last_step(), Linear(1))
+    encoder = BiRNNEncoder(units, depth=1, cell="lstm", bidirectional=False)
+    return chain(encoder, last_step(), Linear(1))
 
 
 def synthetic_series(n: int = 600, seed: int = 0) -> numpy.ndarray:
@@ -112,7 +115,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(scores))
     else:
-        print(f"test RMSE {scores['test_rmse']:.3f} (naive last-value forecast: {scores['naive_rmse']:.3f})")
+        print(f"test RMSE {scores['test_rmse']:.3f} "
+              f"(naive last-value forecast: {scores['naive_rmse']:.3f})")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def _train(config_name: str, pipe: str, repo_root: Path, train_path: Path, dev_p
     nlp = init_nlp(config)
     output.mkdir(parents=True)
     train_nlp(nlp, output)
-    print(pipe, [(e["step"], round(e["score"], 3), round(e["losses"][pipe], 2)) for e in _LOGS[pipe]])
+    print(pipe, [(e["step"], round(e["score"], 3), round(float(e["losses"][pipe]), 2))
+                 for e in _LOGS[pipe]])
     return _LOGS[pipe]
 
 
@@ -95,8 +96,10 @@ def _train(config_name: str, pipe: str, repo_root: Path, train_path: Path, dev_p
 def conll_docbins(conll_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("conll")
     vocab = spacy.blank("en").vocab
-    train = write_docbin(folder / "train.spacy", read_conll_sentences(conll_dir / "train.txt", 600), vocab)
-    dev = write_docbin(folder / "dev.spacy", read_conll_sentences(conll_dir / "valid.txt", 200), vocab)
+    train_sents = read_conll_sentences(conll_dir / "train.txt", 600)
+    dev_sents = read_conll_sentences(conll_dir / "valid.txt", 200)
+    train = write_docbin(folder / "train.spacy", train_sents, vocab)
+    dev = write_docbin(folder / "dev.spacy", dev_sents, vocab)
     return train, dev
 
 
@@ -123,5 +126,6 @@ def test_tok2vec_training_tagger_learns(conll_docbins, repo_root, tmp_path):
 @pytest.mark.slow
 def test_tok2vec_training_ner_learns(conll_docbins, repo_root, tmp_path):
     train, dev = conll_docbins
-    log = _train("ner_bilstm_transition.cfg", "ner", repo_root, train, dev, tmp_path / "out", 120, 40)
+    log = _train("ner_bilstm_transition.cfg", "ner", repo_root, train, dev, tmp_path / "out",
+                 120, 40)
     _check_learned(log, "ner", 40)

@@ -193,7 +193,8 @@ def KeyedStaticVectors(nO: int) -> Model[List[Doc], Ragged]:
 def static_vectors_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
     if X is not None and len(X):
         vectors = X[0].vocab.vectors
-        if not vectors.shape[0] * vectors.shape[1] and getattr(vectors, "mode", None) != Mode.floret:
+        is_floret = getattr(vectors, "mode", None) == Mode.floret
+        if not vectors.shape[0] * vectors.shape[1] and not is_floret:
             raise ValueError(
                 "CharWordEmbed: include_static_vectors is true, but the vocab has no "
                 "vectors table: set [initialize] vectors (or --paths.vectors) in the config"

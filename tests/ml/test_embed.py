@@ -92,7 +92,8 @@ def test_embed_edge_cases(nlp, char_encoder):
     model = make_embed(nlp, char_encoder=char_encoder)
     empty = nlp.make_doc("")
     assert [y.shape for y in model.predict([empty])] == [(0, 8)]
-    assert [y.shape for y in model.predict([empty, nlp.make_doc("x"), empty])] == [(0, 8), (1, 8), (0, 8)]
+    shapes = [y.shape for y in model.predict([empty, nlp.make_doc("x"), empty])]
+    assert shapes == [(0, 8), (1, 8), (0, 8)]
     # 1-character and 60-character words; a 60-char word keeps its first and last 4 characters
     long_word = "a" * 4 + "b" * 52 + "c" * 4
     variant = "a" * 4 + "z" * 52 + "c" * 4
@@ -344,7 +345,8 @@ def test_embed_static_vectors_key_attr_survives_spacy_load(tmp_path):
     nlp.to_disk(tmp_path / "nlp")
     reloaded = spacy.load(tmp_path / "nlp")
     for pipeline in (nlp, reloaded):
-        static = [n for n in pipeline.get_pipe("tagger").model.walk() if n.name == "static_vectors"][0]
+        tagger_model = pipeline.get_pipe("tagger").model
+        static = [n for n in tagger_model.walk() if n.name == "static_vectors"][0]
         V = static.predict([pipeline.make_doc("Paris RAIN nowhere")]).data
         assert_allclose(V[0], static.get_param("W") @ data[0], rtol=1e-6)
         assert_allclose(V[1], static.get_param("W") @ data[1], rtol=1e-6)
@@ -390,7 +392,8 @@ def test_embed_pipeline_runs_in_several_processes(tmp_path):
 
     env = dict(os.environ, OMP_NUM_THREADS="2")
     # its own process group, so that hung workers are ended with it
-    process = subprocess.Popen([sys.executable, "-c", MULTIPROCESS_SCRIPT, str(Path(__file__).parent)],
+    command = [sys.executable, "-c", MULTIPROCESS_SCRIPT, str(Path(__file__).parent)]
+    process = subprocess.Popen(command,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
     try:

@@ -144,7 +144,8 @@ def test_encode_edge_cases():
     assert model.predict([]) == []
     Ys, backprop = model.begin_update(make_inputs([0, 3, 0]))
     assert [y.shape for y in Ys] == [(0, 6), (3, 6), (0, 6)]
-    assert [d.shape for d in backprop([numpy.ones_like(y) for y in Ys])] == [(0, NI), (3, NI), (0, NI)]
+    dXs = backprop([numpy.ones_like(y) for y in Ys])
+    assert [d.shape for d in dXs] == [(0, NI), (3, NI), (0, NI)]
     Ys, backprop = model.begin_update(make_inputs([0, 0]))
     assert [d.shape for d in backprop(Ys)] == [(0, NI), (0, NI)]
     # one-token docs
