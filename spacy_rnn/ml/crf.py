@@ -17,6 +17,7 @@ The module also holds the thinc side: the `CRF` layer that owns the learned
 scores (its forward passes the emission scores through unchanged) and
 `CRFLoss`, the negative log-likelihood with the thinc `Loss` interface.
 """
+
 from functools import lru_cache
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -59,17 +60,25 @@ def scheme_constraints(tags: Tuple[str, ...], scheme: str) -> Constraints:
             for j, (prefix_b, label_b) in enumerate(parsed):
                 continues[i, j] = prefix_a in "BI" and prefix_b == "I" and label_a == label_b != ""
     return Constraints(
-        torch.from_numpy(start), torch.from_numpy(trans), torch.from_numpy(end), torch.from_numpy(continues)
+        torch.from_numpy(start),
+        torch.from_numpy(trans),
+        torch.from_numpy(end),
+        torch.from_numpy(continues),
     )
 
 
 def no_constraints(K: int) -> Constraints:
     ones = torch.ones((K,), dtype=torch.bool)
-    return Constraints(ones, torch.ones((K, K), dtype=torch.bool), ones, torch.zeros((K, K), dtype=torch.bool))
+    return Constraints(
+        ones, torch.ones((K, K), dtype=torch.bool), ones, torch.zeros((K, K), dtype=torch.bool)
+    )
 
 
 def apply_constraints(
-    transitions: torch.Tensor, start: torch.Tensor, end: torch.Tensor, constraints: Optional[Constraints]
+    transitions: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    constraints: Optional[Constraints],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace the forbidden scores by NEG (differentiable in the others)."""
     if constraints is None:
@@ -101,9 +110,13 @@ def _log_matmul_exp(scores: torch.Tensor, exp_matrix: torch.Tensor) -> torch.Ten
 
 def _check(emissions: torch.Tensor, mask: torch.Tensor) -> None:
     if emissions.dim() != 3:
-        raise ValueError(f"emissions must be (batch, steps, tags), got shape {tuple(emissions.shape)}")
+        raise ValueError(
+            f"emissions must be (batch, steps, tags), got shape {tuple(emissions.shape)}"
+        )
     if mask.shape != emissions.shape[:2]:
-        raise ValueError(f"mask must be (batch, steps) = {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (batch, steps) = {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}"
+        )
     if mask.shape[1] and not bool(mask[:, 0].all()):
         raise ValueError("every sequence needs at least one step: mask[:, 0] must be all True")
 
@@ -435,7 +448,9 @@ class CRFLoss(Loss):
     def get_loss(self, guesses: Floats3d, truths: Ints2d) -> float:
         return self._compute(guesses, truths, with_grad=False)[1]
 
-    def _compute(self, guesses: Floats3d, truths: Ints2d, with_grad: bool) -> Tuple[Optional[Floats3d], float]:
+    def _compute(
+        self, guesses: Floats3d, truths: Ints2d, with_grad: bool
+    ) -> Tuple[Optional[Floats3d], float]:
         if guesses.ndim != 3 or truths.shape != guesses.shape[:2]:
             raise ValueError(
                 f"CRFLoss: guesses must be (batch, steps, tags) and truths (batch, steps), got "
@@ -443,13 +458,17 @@ class CRFLoss(Loss):
             )
         K = self.crf.get_dim("nO")
         if guesses.shape[2] != K:
-            raise ValueError(f"CRFLoss: guesses have {guesses.shape[2]} tag scores, the CRF has {K} tags")
+            raise ValueError(
+                f"CRFLoss: guesses have {guesses.shape[2]} tag scores, the CRF has {K} tags"
+            )
         truths_t = torch.from_numpy(numpy.asarray(truths, dtype="int64"))
         if bool((truths_t >= K).any()) or bool((truths_t < PAD).any()):
             raise ValueError(f"CRFLoss: tag ids must be in [0, {K}), MISSING (-1) or PAD (-2)")
         emissions = torch.from_numpy(numpy.ascontiguousarray(guesses)).requires_grad_(with_grad)
         raw = [
-            torch.from_numpy(self.crf.ops.to_numpy(self.crf.get_param(name)).copy()).requires_grad_(with_grad)
+            torch.from_numpy(self.crf.ops.to_numpy(self.crf.get_param(name)).copy()).requires_grad_(
+                with_grad
+            )
             for name in ("transitions", "start", "end")
         ]
         constraints = layer_constraints(self.crf)

@@ -1,4 +1,5 @@
 """spacy_rnn.CRFTagger.v1: tok2vec -> linear emission scores -> CRF layer."""
+
 from typing import List, Optional
 
 from spacy.tokens import Doc
@@ -10,7 +11,9 @@ from .crf import CRF
 
 
 @registry.architectures("spacy_rnn.CRFTagger.v1")
-def CRFTagger(tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None) -> Model[List[Doc], List[Floats2d]]:
+def CRFTagger(
+    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+) -> Model[List[Doc], List[Floats2d]]:
     """Emission scores for a linear-chain CRF over the tokens of each doc.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): the token encoder, e.g.

@@ -6,6 +6,7 @@ boundaries (from a parser, senter, sentencizer or the corpus), else the whole
 doc. The encoder still reads the whole doc, so a sentence sees its document's
 context, while no entity can cross a sentence boundary.
 """
+
 from itertools import islice
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -95,7 +96,13 @@ def make_crf_ner(
     scorer (Optional[Callable]): the scoring method (spacy.ner_scorer.v1).
     """
     return CRFEntityRecognizer(
-        nlp.vocab, model, name, scheme=scheme, spans_key=spans_key, write_ents=write_ents, scorer=scorer
+        nlp.vocab,
+        model,
+        name,
+        scheme=scheme,
+        spans_key=spans_key,
+        write_ents=write_ents,
+        scorer=scorer,
     )
 
 
@@ -221,13 +228,19 @@ class CRFEntityRecognizer(TrainablePipe):
         crf.attrs["scheme"] = self.cfg["scheme"]
         output_layer = self.model.get_ref("output_layer")
         for node in self.model.walk():
-            if node is crf or node is output_layer or output_layer in node.layers or node is self.model:
+            if (
+                node is crf
+                or node is output_layer
+                or output_layer in node.layers
+                or node is self.model
+            ):
                 if node.has_dim("nO") is None:
                     node.set_dim("nO", n_tags)
                 elif node.has_dim("nO") and node.get_dim("nO") != n_tags:
                     raise ValueError(
-                        f"crf_ner: the model's output width nO = {node.get_dim('nO')} does not match "
-                        f"the {n_tags} tags of {len(self.labels)} labels in the {self.cfg['scheme']} scheme"
+                        f"crf_ner: the model's output width nO = {node.get_dim('nO')} does not "
+                        f"match the {n_tags} tags of {len(self.labels)} labels in the "
+                        f"{self.cfg['scheme']} scheme"
                     )
 
     # ---- predict --------------------------------------------------------
@@ -250,7 +263,9 @@ class CRFEntityRecognizer(TrainablePipe):
         chain = layout.chain_of[starts]
         first = starts - layout.chain_offsets[chain]
         rows = numpy.stack([chain, first, first + (ends - starts) - 1], axis=1)
-        logp = span_log_probs(emissions, layout.mask_t, transitions, start, end, tags, rows, constraints.continues)
+        logp = span_log_probs(
+            emissions, layout.mask_t, transitions, start, end, tags, rows, constraints.continues
+        )
         return CRFPrediction(doc_offsets, starts, ends, labels, numpy.exp(logp))
 
     def _spans_from_tags(
@@ -288,7 +303,9 @@ class CRFEntityRecognizer(TrainablePipe):
             base = offsets[i]
             spans = [
                 Span(doc, int(s) - base, int(e) - base, label=labels[lab])
-                for s, e, lab in zip(prediction.starts[lo:hi], prediction.ends[lo:hi], prediction.labels[lo:hi])
+                for s, e, lab in zip(
+                    prediction.starts[lo:hi], prediction.ends[lo:hi], prediction.labels[lo:hi]
+                )
             ]
             scores = prediction.scores[lo:hi].tolist()
             doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs={"scores": scores})
@@ -298,7 +315,9 @@ class CRFEntityRecognizer(TrainablePipe):
                     taken = numpy.zeros(len(doc), dtype=bool)
                     for ent in doc.ents:
                         taken[ent.start : ent.end] = True
-                    spans = list(doc.ents) + [span for span in spans if not taken[span.start : span.end].any()]
+                    spans = list(doc.ents) + [
+                        span for span in spans if not taken[span.start : span.end].any()
+                    ]
                     spans.sort(key=lambda span: span.start)
                 doc.set_ents(spans, default="outside")
 
@@ -328,7 +347,9 @@ class CRFEntityRecognizer(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[List[Floats2d], float]:
+    def get_loss(
+        self, examples: Iterable[Example], scores: List[Floats2d]
+    ) -> Tuple[List[Floats2d], float]:
         """The CRF negative log-likelihood, summed over the chains, and its
         gradient for the emission scores. The gradients of the CRF's own
         scores are accumulated into the "crf" node (see `CRFLoss`).
@@ -361,14 +382,20 @@ class CRFEntityRecognizer(TrainablePipe):
             array = y.to_array([ENT_IOB, ENT_TYPE])
             iob = array[:, 0].astype("int64")
             types, inverse = numpy.unique(array[:, 1], return_inverse=True)
-            label = numpy.array([label_ids.get(int(t), -1) for t in types], dtype="int64")[inverse.ravel()]
+            label = numpy.array([label_ids.get(int(t), -1) for t in types], dtype="int64")[
+                inverse.ravel()
+            ]
         else:
             # Different tokenization: spaCy's alignment, BILUO or None per token.
             codes = {"B": 3, "U": 3, "I": 1, "L": 1, "O": 2}
             names = {label: i for i, label in enumerate(self.labels)}
             aligned = example.get_aligned_ner()
-            iob = numpy.array([codes.get(tag[0], 0) if tag else 0 for tag in aligned], dtype="int64")
-            label = numpy.array([names.get(tag[2:], -1) if tag and tag != "O" else -1 for tag in aligned], "int64")
+            iob = numpy.array(
+                [codes.get(tag[0], 0) if tag else 0 for tag in aligned], dtype="int64"
+            )
+            label = numpy.array(
+                [names.get(tag[2:], -1) if tag and tag != "O" else -1 for tag in aligned], "int64"
+            )
         # Entities of types outside the labels are trained as "O".
         unknown = ((iob == 1) | (iob == 3)) & (label < 0)
         iob[unknown] = 2
@@ -402,7 +429,9 @@ class CRFEntityRecognizer(TrainablePipe):
         else:
             offset = numpy.where(begins, 0, 1)
             n_prefixes = 2
-        tags = numpy.where(inside, 1 + label * n_prefixes + offset, numpy.where(iob == 2, 0, MISSING))
+        tags = numpy.where(
+            inside, 1 + label * n_prefixes + offset, numpy.where(iob == 2, 0, MISSING)
+        )
         return tags.astype("int64")
 
 
@@ -444,7 +473,9 @@ class _Layout:
                 chains.append(numpy.diff(numpy.append(starts, n)))
             else:
                 chains.append(numpy.array([n]))
-        lengths = numpy.concatenate(chains).astype("int64") if chains else numpy.zeros((0,), "int64")
+        lengths = (
+            numpy.concatenate(chains).astype("int64") if chains else numpy.zeros((0,), "int64")
+        )
         return cls([len(doc) for doc in docs], lengths)
 
     def pad(self, flat: numpy.ndarray) -> torch.Tensor:
@@ -455,7 +486,9 @@ class _Layout:
 
 def _concat(ops, arrays: List[Floats2d]) -> numpy.ndarray:
     """One (n_tokens, K) float32 numpy array (the CRF runs in torch on CPU)."""
-    return numpy.ascontiguousarray(numpy.concatenate([ops.to_numpy(a) for a in arrays]), dtype="float32")
+    return numpy.ascontiguousarray(
+        numpy.concatenate([ops.to_numpy(a) for a in arrays]), dtype="float32"
+    )
 
 
 def _offsets(lengths: Sequence[int]) -> numpy.ndarray:

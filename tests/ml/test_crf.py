@@ -1,5 +1,6 @@
 """The CRF math against brute force over every tag sequence, a numerical
 gradient check, and constrained decoding under random scores."""
+
 import itertools
 
 import numpy
@@ -78,7 +79,9 @@ def test_crf_log_partition_viterbi_marginals_match_brute_force(lengths, K):
         path = paths[7 % len(paths)]
         truth = torch.full((1, max(lengths)), PAD, dtype=torch.long)
         truth[0, :L] = torch.tensor(path[0])
-        got = path_score(emissions[b : b + 1], truth.clamp(min=0), mask[b : b + 1], transitions, start, end)
+        got = path_score(
+            emissions[b : b + 1], truth.clamp(min=0), mask[b : b + 1], transitions, start, end
+        )
         assert float(got) == pytest.approx(path[1], abs=1e-9)
         loss = nll(emissions[b : b + 1], truth, transitions, start, end)
         assert float(loss) == pytest.approx(expected_z - path[1], abs=1e-9)
@@ -92,7 +95,9 @@ def test_crf_batched_equals_unbatched():
     for b, L in enumerate(lengths):
         alone = emissions[b : b + 1, :L]
         ones = torch.ones((1, L), dtype=torch.bool)
-        assert float(log_partition(alone, ones, transitions, start, end)) == pytest.approx(float(log_z[b]))
+        assert float(log_partition(alone, ones, transitions, start, end)) == pytest.approx(
+            float(log_z[b])
+        )
         assert list(viterbi(alone, ones, transitions, start, end)[0][0]) == list(tags[b, :L])
 
 
@@ -107,7 +112,9 @@ def test_crf_missing_tags_are_marginalised():
     scores = numpy.array([s for _, s in paths])
     consistent = numpy.array([s for p, s in paths if p[0] == 2 and p[2] == 0])
     expected = numpy.logaddexp.reduce(scores) - numpy.logaddexp.reduce(consistent)
-    assert float(nll(emissions, truth, transitions, start, end)) == pytest.approx(expected, abs=1e-9)
+    assert float(nll(emissions, truth, transitions, start, end)) == pytest.approx(
+        expected, abs=1e-9
+    )
 
 
 def test_crf_nll_gradient_check():
@@ -171,7 +178,9 @@ def biluo_tags(labels):
 def test_crf_constrained_decoding_is_always_valid(scheme, lengths, seed, scale):
     tags = (bio_tags if scheme == "BIO" else biluo_tags)(["PER", "LOC"])
     K = len(tags)
-    emissions, mask, transitions, start, end = make_batch(lengths, K, seed=seed % 10000, dtype=torch.float32)
+    emissions, mask, transitions, start, end = make_batch(
+        lengths, K, seed=seed % 10000, dtype=torch.float32
+    )
     emissions = emissions * scale
     # The learned scores may even favour forbidden moves: the mask must win.
     transitions = transitions * scale
@@ -208,7 +217,9 @@ def test_crf_span_confidence_matches_brute_force():
         path = torch.tensor([[tags.index(("B-" if t == s else "I-") + label) for t in range(s, e)]])
         full = numpy.array(decoded)
         full[0, s:e] = path.numpy()
-        got = span_log_probs(emissions, mask, *masked, full, numpy.array([[0, s, e - 1]]), constraints.continues)
+        got = span_log_probs(
+            emissions, mask, *masked, full, numpy.array([[0, s, e - 1]]), constraints.continues
+        )
         assert numpy.exp(got[0]) == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 

@@ -1,6 +1,7 @@
 """The crf_ner component: overfitting real CoNLL-2003 sentences, serialization
 round trips, multiprocessing, partial annotation, sentence boundaries,
 confidences, shared tok2vec, configs."""
+
 import itertools
 import json
 import pickle
@@ -33,7 +34,12 @@ SMALL_MODEL = {
             "char_embed_size": 16,
             "dropout": 0.0,
         },
-        "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 64, "depth": 1, "cell": "lstm"},
+        "encode": {
+            "@architectures": "spacy_rnn.BiRNNEncoder.v1",
+            "width": 64,
+            "depth": 1,
+            "cell": "lstm",
+        },
     },
 }
 
@@ -60,7 +66,10 @@ def ent_tuples(docs):
 
 
 def fresh_docs(nlp, references):
-    return [eg.predicted for eg in (next(gold_sentences_augmenter(nlp, Example(ref, ref))) for ref in references)]
+    return [
+        eg.predicted
+        for eg in (next(gold_sentences_augmenter(nlp, Example(ref, ref))) for ref in references)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +111,9 @@ def test_crf_ner_confidences(trained):
         group = doc.spans["crf_ner"]
         scores = group.attrs["scores"]
         assert len(scores) == len(group) == len(doc.ents)
-        assert [(s.start, s.end, s.label_) for s in group] == [(e.start, e.end, e.label_) for e in doc.ents]
+        assert [(s.start, s.end, s.label_) for s in group] == [
+            (e.start, e.end, e.label_) for e in doc.ents
+        ]
         assert all(0.0 <= s <= 1.0 for s in scores)
     # An overfit model is confident on its training entities.
     all_scores = [s for doc in docs for s in doc.spans["crf_ner"].attrs["scores"]]
@@ -171,7 +182,7 @@ def example(nlp, words, ents, missing=(), sent_starts=None):
     ref = Doc(nlp.vocab, words=words, sent_starts=sent_starts)
     tags = ["O"] * len(words)
     for s, e, label in ents:
-        tags[s : e] = [f"B-{label}"] + [f"I-{label}"] * (e - s - 1)
+        tags[s:e] = [f"B-{label}"] + [f"I-{label}"] * (e - s - 1)
     for i in missing:
         tags[i] = None
     ref = Doc(nlp.vocab, words=words, sent_starts=sent_starts, ents=tags)
@@ -261,12 +272,16 @@ def test_crf_ner_no_entity_crosses_a_sentence_boundary(scheme):
 def test_crf_ner_scores_with_the_seqeval_scorer():
     nlp = biased_nlp("BIO", scorer={"@scorers": "spacy_rnn.seqeval_scorer.v1"})
     starts = [i in (0, 3, 4, 8) for i in range(len(WORDS))]
-    right = example(nlp, WORDS, [(0, 3, "PER"), (3, 4, "PER"), (4, 8, "PER"), (8, 9, "PER")], sent_starts=starts)
+    right = example(
+        nlp, WORDS, [(0, 3, "PER"), (3, 4, "PER"), (4, 8, "PER"), (8, 9, "PER")], sent_starts=starts
+    )
     wrong = example(nlp, WORDS, [(0, 2, "PER"), (3, 4, "PER")], sent_starts=starts)
     scores = nlp.evaluate([right])
     assert scores["seqeval_f"] == scores["ents_f"] == 1.0
     scores = nlp.evaluate([wrong])
-    assert scores["seqeval_p"] == pytest.approx(1 / 4) and scores["seqeval_r"] == pytest.approx(1 / 2)
+    assert scores["seqeval_p"] == pytest.approx(1 / 4) and scores["seqeval_r"] == pytest.approx(
+        1 / 2
+    )
 
 
 def test_crf_ner_write_ents_false_and_existing_ents():
@@ -281,7 +296,12 @@ def test_crf_ner_write_ents_false_and_existing_ents():
     doc = Doc(nlp.vocab, words=WORDS, sent_starts=starts)
     doc.ents = [Span(doc, 5, 6, "GPE")]
     doc = nlp(doc)
-    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(0, 3, "PER"), (3, 4, "PER"), (5, 6, "GPE"), (8, 9, "PER")]
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [
+        (0, 3, "PER"),
+        (3, 4, "PER"),
+        (5, 6, "GPE"),
+        (8, 9, "PER"),
+    ]
 
 
 def test_crf_ner_labels_and_empty_docs():
@@ -292,7 +312,11 @@ def test_crf_ner_labels_and_empty_docs():
     assert ner.labels == ("PER",) and ner.tags == ["O", "B-PER", "I-PER"]
     with pytest.raises(ValueError, match="after it was initialized"):
         ner.add_label("ORG")
-    docs = list(nlp.pipe([Doc(nlp.vocab, words=[]), Doc(nlp.vocab, words=["Paris"]), Doc(nlp.vocab, words=[])]))
+    docs = list(
+        nlp.pipe(
+            [Doc(nlp.vocab, words=[]), Doc(nlp.vocab, words=["Paris"]), Doc(nlp.vocab, words=[])]
+        )
+    )
     assert docs[0].ents == () and len(docs[0].spans["crf_ner"]) == 0
     assert nlp.update([Example(Doc(nlp.vocab), Doc(nlp.vocab))]) == {"crf_ner": 0.0}
     with pytest.raises(ValueError, match="BIO"):
@@ -307,7 +331,10 @@ def test_crf_ner_with_shared_tok2vec_listener():
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec", config={"model": SMALL_MODEL["tok2vec"]})
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 64, "upstream": "*"}
-    nlp.add_pipe("crf_ner", config={"model": {"@architectures": "spacy_rnn.CRFTagger.v1", "tok2vec": listener}})
+    nlp.add_pipe(
+        "crf_ner",
+        config={"model": {"@architectures": "spacy_rnn.CRFTagger.v1", "tok2vec": listener}},
+    )
     train = [example(nlp, "Anna lives in Paris".split(), [(0, 1, "PER"), (3, 4, "LOC")])]
     optimizer = nlp.initialize(lambda: train)
     optimizer.learn_rate = 0.02
