@@ -41,10 +41,13 @@ def make_batch(lengths, K, seed=0, dtype=torch.float64):
 
 def all_paths(emission, transitions, start, end):
     """(path, score) for every tag sequence of one unpadded sequence (L, K)."""
+    emission, transitions = emission.numpy(), transitions.numpy()
+    start, end = start.numpy(), end.numpy()
     L, K = emission.shape
+    steps = numpy.arange(L)
     for path in itertools.product(range(K), repeat=L):
-        score = start[path[0]] + end[path[-1]] + sum(emission[t, k] for t, k in enumerate(path))
-        score = score + sum(transitions[a, b] for a, b in zip(path[:-1], path[1:]))
+        p = numpy.array(path)
+        score = start[p[0]] + end[p[-1]] + emission[steps, p].sum() + transitions[p[:-1], p[1:]].sum()
         yield path, float(score)
 
 
@@ -54,8 +57,6 @@ LENGTHS = [[1], [3], [5, 1, 3, 2, 4]]
 @pytest.mark.parametrize("lengths", LENGTHS)
 @pytest.mark.parametrize("K", [1, 2, 5])
 def test_crf_log_partition_viterbi_marginals_match_brute_force(lengths, K):
-    if K == 5 and max(lengths) == 5:
-        lengths = [4, 1, 3, 2]  # 5^5 paths per sequence is slow in pure Python
     emissions, mask, transitions, start, end = make_batch(lengths, K, seed=K)
     log_z = log_partition(emissions, mask, transitions, start, end)
     tags, best = viterbi(emissions, mask, transitions, start, end)
