@@ -219,9 +219,9 @@ def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     # (n_tokens,) keys of all tokens, by the attribute the table is keyed by
     keys = numpy.concatenate([_column(doc, key_attr) for doc in docs])
     if isinstance(vectors, Vectors) and vectors.mode == Mode.default:
-        rows = vectors.find(keys=keys)
+        rows = ops.asarray(vectors.find(keys=keys))  # (n_tokens,), -1 = no vector
         V = ops.as_contig(ops.asarray(vectors.data)[rows])  # (n_tokens, nM)
-        V[ops.asarray(rows) < 0] = 0  # unknown words: zero vectors
+        V[rows < 0] = 0  # unknown words: zero vectors
     else:  # floret or other tables that compute vectors for any key
         V = ops.as_contig(ops.asarray(vectors.get_batch(keys)))
     W = model.get_param("W")  # (nO, nM)
