@@ -66,7 +66,7 @@ DEFAULT_TOK2VEC: Dict = {
 @registry.architectures("spacy_rnn.RNNTextCat.v1")
 def RNNTextCat(
     tok2vec: Model[List[Doc], List[Floats2d]] = DEFAULT_TOK2VEC,  # type: ignore[assignment]
-    pooling: str = "max",
+    pooling: str = "attention",
     exclusive_classes: bool = True,
     nO: Optional[int] = None,
     dropout: float = 0.1,
