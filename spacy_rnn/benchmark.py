@@ -375,10 +375,16 @@ def run_child(cmd: Sequence[str], log_path: Path, prefix: str, timeout: Optional
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid == proc.pid:
                     break
-                if deadline is not None and time.perf_counter() > deadline and not timed_out:
+                now = time.perf_counter()
+                if deadline is not None and now > deadline and not timed_out:
                     timed_out = True
                     msg.warn(f"{prefix}: time limit reached ({timeout / 60:.1f} min), stopping training")
+                    # SIGINT first: spaCy's training loop then runs its `finally`
+                    # blocks (the JSONL logger is flushed); SIGTERM if it lingers.
+                    os.killpg(proc.pid, signal.SIGINT)
+                elif timed_out and now > deadline + 60:
                     os.killpg(proc.pid, signal.SIGTERM)
+                    deadline = now
                 time.sleep(0.2)
         except BaseException:
             # the child runs in its own session (so a time limit can end its
@@ -412,9 +418,11 @@ def _vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-def read_training_log(path: Path) -> List[Tuple[int, float]]:
-    """(step, dev score) pairs from a ConsoleLogger.v3 JSONL log."""
-    curve = []
+def read_training_log(path: Path, console_log: Optional[Path] = None) -> List[Tuple[int, float]]:
+    """(step, dev score) pairs from a ConsoleLogger.v3 JSONL log, or from the
+    console table in `console_log` when that has more rows (a training ended
+    by a signal may not have flushed its JSONL file)."""
+    curve: List[Tuple[int, float]] = []
     if path.exists():
         for line in path.read_text(encoding="utf8").splitlines():
             try:
@@ -422,7 +430,33 @@ def read_training_log(path: Path) -> List[Tuple[int, float]]:
                 curve.append((int(row["step"]), float(row["score"])))
             except (ValueError, KeyError):
                 continue
+    if console_log is not None and console_log.exists():
+        table = read_console_table(console_log)
+        if len(table) > len(curve):
+            curve = table
     return curve
+
+
+def read_console_table(path: Path) -> List[Tuple[int, float]]:
+    """(step, score) rows of spaCy's console training table
+    ("E  #  LOSS ...  SCORE": epoch, step, losses and scores, the last column
+    the weighted score)."""
+    rows: List[Tuple[int, float]] = []
+    in_table = False
+    for line in path.read_text(encoding="utf8", errors="replace").splitlines():
+        fields = line.split()
+        if fields[:2] == ["E", "#"] and fields[-1] == "SCORE":
+            in_table = True
+            continue
+        if not in_table or not fields or set(line.strip()) <= {"-", " "}:
+            continue
+        try:
+            step, score = int(fields[1]), float(fields[-1])
+            [float(f) for f in fields]
+        except (ValueError, IndexError):
+            continue
+        rows.append((step, score))
+    return rows
 
 
 # --------------------------------------------------------------------------- figures
@@ -607,7 +641,7 @@ def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> D
             raise RuntimeError(f"{system.name}: spacy train failed (exit {child.returncode}); see {sys_dir / 'train.log'}")
         if not (model_dir / "config.cfg").exists():
             raise RuntimeError(f"{system.name}: no model-best was saved (time limit before the first evaluation?)")
-        curve = read_training_log(log_file)
+        curve = read_training_log(log_file, sys_dir / "train.log")
         entry.update(model_dir=str(model_dir), config=str(config_path), curve=curve,
                      steps=curve[-1][0] if curve else None)
         msg.text(f"{system.name}: evaluating {model_dir}")

@@ -243,3 +243,23 @@ def test_benchmark_run_child_time_limit_and_own_peak_memory(tmp_path):
                        tmp_path / "slow.log", "slow", timeout=2)
     assert result.timed_out and result.returncode != 0 and result.seconds < 30
     assert "hi" in (tmp_path / "slow.log").read_text()
+
+
+def test_benchmark_curve_from_console_table_when_jsonl_is_short(tmp_path):
+    from spacy_rnn.benchmark import read_training_log
+
+    console = tmp_path / "train.log"
+    console.write_text(
+        "ℹ Pipeline: ['crf_ner']\n"
+        "E    #       LOSS CRF_NER  ENTS_F  ENTS_P  ENTS_R  SCORE \n"
+        "---  ------  ------------  ------  ------  ------  ------\n"
+        "  0       0       1741.11    0.00    0.00    0.00    0.00\n"
+        "  2     500     137806.10   80.95   81.21   80.68    0.81\n"
+        "✔ Saved pipeline to output directory\n",
+        encoding="utf8",
+    )
+    jsonl = tmp_path / "log.jsonl"
+    jsonl.write_text('{"step": 0, "score": 0.0}\n', encoding="utf8")
+    assert read_training_log(jsonl, console) == [(0, 0.0), (500, 0.81)]
+    jsonl.write_text('{"step": 0, "score": 0.0}\n{"step": 500, "score": 0.8095}\n{"step": 1000, "score": 0.85}\n')
+    assert read_training_log(jsonl, console) == [(0, 0.0), (500, 0.8095), (1000, 0.85)]
