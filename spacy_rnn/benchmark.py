@@ -491,8 +491,11 @@ def evaluate_model(model_dir: Path, data: Dict[str, Path], out_dir: Path, name: 
     out = {}
     for split in ("dev", "test"):
         gold = load_docs(data[split], vocab=nlp.vocab)
-        pred = predict_docs(nlp, gold)
-        metrics = {"meta": {"system": name, "kind": "model", "split": split, "source": str(model_dir)}}
+        # NER systems all read one gold sentence at a time, as CoNLL-2003 systems are
+        # run (`spacy evaluate --gold-preproc`); the same input for ours and spaCy's.
+        pred = predict_docs(nlp, gold, gold_preproc=True)
+        metrics = {"meta": {"system": name, "kind": "model", "split": split, "source": str(model_dir),
+                            "gold_preproc": True}}
         metrics.update(evaluate_docs(gold, pred))
         write_metrics(metrics, out_dir / f"{name}-{split}.json")
         out[split] = metrics

@@ -37,7 +37,7 @@ evaluate_textcat(gold_docs, pred_docs, positive_label=None, threshold=0.5) -> di
 evaluate_docs(gold_docs, pred_docs) -> dict
     {"ner": ..., "textcat": ...}, each part present when the gold holds that annotation.
 load_docs(path, vocab=None) -> List[Doc];  save_docs(docs, path)
-predict_docs(nlp_or_path, gold_docs, batch_size=64) -> List[Doc]
+predict_docs(nlp_or_path, gold_docs, batch_size=64, gold_preproc=False) -> List[Doc]
     Runs a pipeline over the reference words (gold tokenization, like
     `gold_preproc`), not over re-tokenized text.
 seqeval_scores(gold_seqs, pred_seqs) -> dict;  semeval_scores(gold_seqs, pred_seqs) -> dict
@@ -445,17 +445,47 @@ def save_docs(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
     return path
 
 
-def predict_docs(nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64) -> List[Doc]:
-    """Run a pipeline (or the path of one) over un-annotated copies of the reference docs."""
+def predict_docs(
+    nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64, gold_preproc: bool = False
+) -> List[Doc]:
+    """Run a pipeline (or the path of one) over un-annotated copies of the reference docs.
+
+    The copies keep the reference's words and sentence starts, so a component that
+    respects sentence boundaries (crf_ner) sees them. With `gold_preproc`, each
+    reference sentence is run as a doc of its own and the predictions are joined
+    back into one doc per reference (as `spacy evaluate --gold-preproc` does, and
+    as CoNLL-2003 systems are usually run); text classification ignores it.
+    """
     if isinstance(nlp, (str, Path)):
         import spacy
 
         nlp = spacy.load(nlp)
-    inputs = [
-        Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d])
+
+    def blank(doc: Doc) -> Doc:
+        sent_starts = None
+        if doc.has_annotation("SENT_START"):
+            sent_starts = [bool(t.is_sent_start) for t in doc]
+        return Doc(
+            nlp.vocab,
+            words=[t.text for t in doc],
+            spaces=[bool(t.whitespace_) for t in doc],
+            sent_starts=sent_starts,
+        )
+
+    if not gold_preproc:
+        return list(nlp.pipe((blank(d) for d in gold_docs), batch_size=batch_size))
+    sentences = [
+        [blank(s.as_doc()) for s in d.sents] if d.has_annotation("SENT_START") and len(d) else [blank(d)]
         for d in gold_docs
     ]
-    return list(nlp.pipe(inputs, batch_size=batch_size))
+    flat = list(nlp.pipe((s for sents in sentences for s in sents), batch_size=batch_size))
+    out, i = [], 0
+    for gold, sents in zip(gold_docs, sentences):
+        parts, i = flat[i : i + len(sents)], i + len(sents)
+        doc = Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
+        doc.cats = dict(parts[0].cats)
+        out.append(doc)
+    return out
 
 
 def error_doc_indices(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[int]:

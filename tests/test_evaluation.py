@@ -419,3 +419,33 @@ def test_evaluation_textcat_three_classes_and_errors():
         evaluate_textcat([d("A")], [cat_doc("x", {"A": 1.0})])
     with pytest.raises(ValueError, match="no text categories"):
         evaluate_textcat([cat_doc("x", {})], [cat_doc("x", {})])
+
+
+def test_evaluation_predict_docs_keeps_sentences_and_gold_preproc_runs_each_alone():
+    """Without gold_preproc the pipeline sees the reference's sentence starts;
+    with it, each sentence is its own doc and the predictions join back into one
+    doc per reference, with the reference's words and text."""
+    import spacy
+
+    from spacy_rnn.evaluation import predict_docs
+
+    nlp = spacy.blank("en")
+    seen = []
+
+    @spacy.Language.component("record_lengths_for_test")
+    def record(doc):
+        seen.append((len(doc), [t.is_sent_start for t in doc]))
+        doc.ents = [doc.char_span(0, len(doc[0].text), label="X")]
+        return doc
+
+    nlp.add_pipe("record_lengths_for_test")
+    words = ["Anna", "went", ".", "Bob", "left", "."]
+    gold = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, True, False, False])
+    (pred,) = predict_docs(nlp, [gold])
+    assert seen == [(6, [True, False, False, True, False, False])]
+    assert [e.text for e in pred.ents] == ["Anna"]
+    seen.clear()
+    (pred,) = predict_docs(nlp, [gold], gold_preproc=True)
+    assert [n for n, _ in seen] == [3, 3]
+    assert [t.text for t in pred] == words and pred.text == gold.text
+    assert [(e.start, e.text) for e in pred.ents] == [(0, "Anna"), (3, "Bob")]

@@ -40,6 +40,9 @@ def evaluate_cli(
     split: str = typer.Option(
         "test", "--split", help="Name of the evaluated split, used by `compare`"
     ),
+    gold_preproc: bool = typer.Option(
+        False, "--gold-preproc", help="With --model: run each gold sentence as its own doc"
+    ),
 ) -> None:
     """Score predictions: seqeval (default, strict), SemEval'13 modes, spaCy ents, textcat."""
     if (model is None) == (predictions is None):
@@ -52,7 +55,7 @@ def evaluate_cli(
             import spacy
 
             nlp = spacy.load(model)
-            pred_docs = predict_docs(nlp, gold_docs)
+            pred_docs = predict_docs(nlp, gold_docs, gold_preproc=gold_preproc)
         else:
             pred_docs = load_docs(predictions, vocab=gold_docs[0].vocab if gold_docs else None)
         if not gold_docs:
