@@ -27,6 +27,7 @@ def benchmark_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU for training (-1: CPU)"),
     readme: Optional[Path] = typer.Option(None, "--readme", help="README whose results table (between markers) is rewritten"),
     list_systems: bool = typer.Option(False, "--list", help="List the systems and exit"),
+    speed: str = typer.Option("run", "--speed", help="run: train, then time all trained pipelines of the tasks; skip: train only (runs in parallel); only: time the trained pipelines, train nothing"),
     report_only: bool = typer.Option(False, "--report-only", help="Only rewrite results.md, PNGs and README from results.json"),
 ) -> None:
     """Train and evaluate systems on the same data and machine and merge their
@@ -51,7 +52,7 @@ def benchmark_cli(
                 msg.good(f"Wrote {path}")
             return
         chosen = resolve_systems(systems)
-        results = run_benchmark(chosen, settings)
+        results = run_benchmark(chosen, settings, speed=speed)
     except ValueError as err:
         msg.fail("Cannot run the benchmark", str(err), exits=1)
     if results["failures"]:

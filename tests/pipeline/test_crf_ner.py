@@ -345,7 +345,7 @@ def test_crf_ner_with_shared_tok2vec_listener():
     assert [(e.text, e.label_) for e in doc.ents] == [("Anna", "PER"), ("Paris", "LOC")]
 
 
-@pytest.mark.parametrize("name", ["ner_bilstm_crf.cfg", "ner_bigru_crf.cfg"])
+@pytest.mark.parametrize("name", ["ner_bilstm_crf.cfg", "ner_bilstm_crf_glove.cfg", "ner_bigru_crf.cfg"])
 def test_crf_ner_configs_are_filled(repo_root, tmp_path, name):
     """`spacy init fill-config` leaves the shipped configs unchanged, and they
     use the factory's defaults (up to the encoder's cell)."""

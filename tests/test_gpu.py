@@ -1,0 +1,167 @@
+"""The GPU path (thinc's CupyOps + torch on CUDA): training, prediction and
+serialization between CPU and GPU. Skipped where there is no CUDA device;
+`scripts/gpu_check.sh` runs these together with `spacy train --gpu-id 0`."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import fix_random_seed, get_current_ops
+
+torch = pytest.importorskip("torch")
+try:
+    from thinc.compat import has_cupy_gpu
+except ImportError:  # pragma: no cover
+    has_cupy_gpu = False
+
+# float32 on the GPU sums in another order than on the CPU (and cuDNN picks its
+# algorithm by batch shape): results agree to ~1e-4, not bit for bit. A padding
+# leak or a wrong device shows up as differences of order 1e-1.
+GPU_ATOL = 1e-3
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and has_cupy_gpu), reason="needs a CUDA GPU with cupy"
+)
+
+NER_MODEL = {
+    "@architectures": "spacy_rnn.CRFTagger.v1",
+    "nO": None,
+    "tok2vec": {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": {
+            "@architectures": "spacy_rnn.CharWordEmbed.v1",
+            "width": 32,
+            "attrs": ["NORM", "SHAPE"],
+            "rows": [500, 100],
+            "char_encoder": "lstm",
+            "char_width": 16,
+            "char_embed_size": 8,
+        },
+        "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 2, "cell": "lstm"},
+    },
+}
+
+SENTS = [
+    ("Peter Blackburn met Anna in Berlin .", [(0, 2, "PER"), (3, 4, "PER"), (5, 6, "LOC")]),
+    ("The European Commission said on Thursday it disagreed .", [(1, 3, "ORG")]),
+    ("Germany 's representative to the EU said so .", [(0, 1, "LOC"), (5, 6, "ORG")]),
+    ("Paris and London are far from Tokyo", [(0, 1, "LOC"), (2, 3, "LOC"), (6, 7, "LOC")]),
+    ("Anna Schmidt works for Siemens in Munich .", [(0, 2, "PER"), (4, 5, "ORG"), (6, 7, "LOC")]),
+    ("Nothing happened here .", []),
+]
+
+
+@pytest.fixture
+def gpu():
+    spacy.require_gpu(0)
+    yield
+    spacy.require_cpu()
+
+
+def examples(nlp):
+    out = []
+    for text, ents in SENTS:
+        words = text.split()
+        tags = ["O"] * len(words)
+        for s, e, label in ents:
+            tags[s:e] = [f"B-{label}"] + [f"I-{label}"] * (e - s - 1)
+        out.append(Example(Doc(nlp.vocab, words=words), Doc(nlp.vocab, words=words, ents=tags)))
+    return out
+
+
+def train(nlp, n_steps=40):
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.02
+    losses = []
+    for _ in range(n_steps):
+        step = {}
+        nlp.update(egs, sgd=optimizer, losses=step)
+        losses.append(step["crf_ner"])
+    return losses
+
+
+def predict(nlp):
+    docs = list(nlp.pipe([Doc(nlp.vocab, words=text.split()) for text, _ in SENTS], batch_size=4))
+    return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
+
+
+def torch_devices(nlp):
+    return {p.device.type for shim in nlp.get_pipe("crf_ner").model.walk() for s in shim.shims
+            for p in s._model.parameters()}
+
+
+def test_crf_ner_trains_on_gpu_and_moves_to_cpu(gpu):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner", config={"model": NER_MODEL})
+    losses = train(nlp)
+    assert type(get_current_ops()).__name__ == "CupyOps"
+    assert torch_devices(nlp) == {"cuda"}
+    assert losses[-1] < losses[0] / 10
+    assert nlp.evaluate(examples(nlp))["ents_f"] >= 0.9
+    gpu_ents = predict(nlp)
+    data = nlp.to_bytes()
+    spacy.require_cpu()
+    cpu_nlp = spacy.blank("en")
+    cpu_nlp.add_pipe("crf_ner", config={"model": NER_MODEL})
+    cpu_nlp.from_bytes(data)
+    assert torch_devices(cpu_nlp) == {"cpu"}
+    assert predict(cpu_nlp) == gpu_ents
+
+
+def test_crf_ner_trained_on_cpu_predicts_the_same_on_gpu(gpu, tmp_path):
+    spacy.require_cpu()
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner", config={"model": NER_MODEL})
+    train(nlp, n_steps=30)
+    cpu_ents = predict(nlp)
+    cpu_scores = nlp.get_pipe("crf_ner").model.predict([Doc(nlp.vocab, words=SENTS[0][0].split())])
+    nlp.to_disk(tmp_path / "model")
+    spacy.require_gpu(0)
+    gpu_nlp = spacy.load(tmp_path / "model")
+    assert torch_devices(gpu_nlp) == {"cuda"}
+    assert predict(gpu_nlp) == cpu_ents
+    gpu_scores = gpu_nlp.get_pipe("crf_ner").model.predict([Doc(gpu_nlp.vocab, words=SENTS[0][0].split())])
+    for a, b in zip(cpu_scores, gpu_scores):
+        numpy.testing.assert_allclose(numpy.asarray(a), gpu_nlp.get_pipe("crf_ner").model.ops.to_numpy(b),
+                                      atol=GPU_ATOL)
+
+
+def test_encoder_alone_equals_batched_on_gpu(gpu):
+    """cuDNN's packed sequences: padding must not leak into shorter docs."""
+    fix_random_seed(0)
+    from spacy_rnn.ml.encode import BiRNNEncoder
+
+    for cell in ("lstm", "gru"):
+        model = BiRNNEncoder(width=16, depth=2, cell=cell, bidirectional=True)
+        ops = model.ops
+        Xs = [ops.asarray2f(numpy.random.uniform(-1, 1, (n, 16)).astype("f")) for n in (7, 1, 3, 12)]
+        model.initialize(X=Xs)
+        batched = model.predict(Xs)
+        for X, Y in zip(Xs, batched):
+            numpy.testing.assert_allclose(ops.to_numpy(model.predict([X])[0]), ops.to_numpy(Y), atol=GPU_ATOL / 10)
+
+
+def test_rnn_textcat_trains_on_gpu(gpu):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("textcat", config={"model": {
+        "@architectures": "spacy_rnn.RNNTextCat.v1",
+        "tok2vec": {
+            "@architectures": "spacy.Tok2Vec.v2",
+            "embed": {"@architectures": "spacy_rnn.CharWordEmbed.v1", "width": 32, "attrs": ["NORM"],
+                      "rows": [500], "char_encoder": None},
+            "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1},
+        },
+        "pooling": "attention",
+        "nO": None,
+    }})
+    texts = [("a great and moving film", 1), ("dull , tired and bad", 0), ("great fun", 1), ("bad", 0)]
+    egs = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(y), "NEG": 1.0 - y}}) for t, y in texts]
+    optimizer = nlp.initialize(lambda: egs)
+    for _ in range(40):
+        nlp.update(egs, sgd=optimizer)
+    docs = list(nlp.pipe([t for t, _ in texts]))
+    assert [int(doc.cats["POS"] > 0.5) for doc in docs] == [y for _, y in texts]
