@@ -357,7 +357,7 @@ def run_child(cmd: Sequence[str], log_path: Path, prefix: str, timeout: Optional
         log.flush()
         proc = subprocess.Popen(
             [str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-            text=True, errors="replace", start_new_session=True,
+            text=True, errors="replace", start_new_session=True, preexec_fn=_default_sigint,
         )
 
         def pump() -> None:
@@ -403,6 +403,13 @@ def run_child(cmd: Sequence[str], log_path: Path, prefix: str, timeout: Optional
     else:  # no /proc: rusage (KiB on Linux, bytes on macOS)
         peak_mb = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     return ChildResult(proc.returncode, seconds, peak_mb, timed_out)
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: a shell starts background jobs (`cmd &`,
+    nohup) with SIGINT ignored, and Python keeps an ignored SIGINT ignored, so
+    the time limit's SIGINT would do nothing. Restore the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _vm_hwm_kb(pid: int) -> int:
