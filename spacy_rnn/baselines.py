@@ -41,7 +41,7 @@ import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 from spacy.tokens import Doc, Span
 
-from .evaluation import evaluate_ner, evaluate_textcat, save_docs, write_metrics
+from .evaluation import copy_doc, evaluate_ner, evaluate_textcat, save_docs, write_metrics
 
 Features = Dict[str, Any]
 NER_KINDS = ("lr", "crf")
@@ -124,19 +124,6 @@ def doc_sentences(docs: Sequence[Doc]) -> List[Tuple[int, int, List[str], List[s
         for start, end in bounds:
             out.append((d, start, [t.text for t in doc[start:end]], tags[start:end]))
     return out
-
-
-def copy_doc(doc: Doc) -> Doc:
-    """Words, spaces and sentence starts of `doc`, nothing else."""
-    sent_starts = None
-    if doc.has_annotation("SENT_START"):
-        sent_starts = [bool(t.is_sent_start) for t in doc]
-    return Doc(
-        doc.vocab,
-        words=[t.text for t in doc],
-        spaces=[bool(t.whitespace_) for t in doc],
-        sent_starts=sent_starts,
-    )
 
 
 # --------------------------------------------------------------------------- NER

@@ -727,7 +727,9 @@ def run_benchmark(systems: Sequence[System], settings: Settings, speed: str = "r
             figures = ", ".join(f"{k} {100 * v:.2f}" for k, v in entry["test"].items())
             msg.good(f"{system.name}: test {figures}; trained in {entry['train_seconds']:.0f}s, "
                      f"peak {entry['peak_rss_mb']:.0f} MB")
-    results = load_results(results_path) if speed != "run" else results
+    # speeds and reports cover every trained system, also those another run
+    # saved meanwhile; the machine is this one
+    results = {**load_results(results_path), "machine": results["machine"]}
     for task in tasks if speed != "skip" else []:
         pipelines = {
             name: Path(e["model_dir"])

@@ -37,6 +37,8 @@ evaluate_textcat(gold_docs, pred_docs, positive_label=None, threshold=0.5) -> di
 evaluate_docs(gold_docs, pred_docs) -> dict
     {"ner": ..., "textcat": ...}, each part present when the gold holds that annotation.
 load_docs(path, vocab=None) -> List[Doc];  save_docs(docs, path)
+copy_doc(doc, vocab=None) -> Doc
+    Words, spaces and sentence starts of a doc, nothing else.
 predict_docs(nlp_or_path, gold_docs, batch_size=64, gold_preproc=False) -> List[Doc]
     Runs a pipeline over the reference words (gold tokenization, like
     `gold_preproc`), not over re-tokenized text.
@@ -445,6 +447,20 @@ def save_docs(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
     return path
 
 
+def copy_doc(doc: Doc, vocab: Optional[Vocab] = None) -> Doc:
+    """Words, spaces and sentence starts of `doc`, nothing else, in `vocab`
+    (default: the doc's own)."""
+    sent_starts = None
+    if doc.has_annotation("SENT_START"):
+        sent_starts = [bool(t.is_sent_start) for t in doc]
+    return Doc(
+        vocab if vocab is not None else doc.vocab,
+        words=[t.text for t in doc],
+        spaces=[bool(t.whitespace_) for t in doc],
+        sent_starts=sent_starts,
+    )
+
+
 def predict_docs(
     nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64, gold_preproc: bool = False
 ) -> List[Doc]:
@@ -461,21 +477,12 @@ def predict_docs(
 
         nlp = spacy.load(nlp)
 
-    def blank(doc: Doc) -> Doc:
-        sent_starts = None
-        if doc.has_annotation("SENT_START"):
-            sent_starts = [bool(t.is_sent_start) for t in doc]
-        return Doc(
-            nlp.vocab,
-            words=[t.text for t in doc],
-            spaces=[bool(t.whitespace_) for t in doc],
-            sent_starts=sent_starts,
-        )
-
     if not gold_preproc:
-        return list(nlp.pipe((blank(d) for d in gold_docs), batch_size=batch_size))
+        return list(nlp.pipe((copy_doc(d, nlp.vocab) for d in gold_docs), batch_size=batch_size))
     sentences = [
-        [blank(s.as_doc()) for s in d.sents] if d.has_annotation("SENT_START") and len(d) else [blank(d)]
+        [copy_doc(s.as_doc(), nlp.vocab) for s in d.sents]
+        if d.has_annotation("SENT_START") and len(d)
+        else [copy_doc(d, nlp.vocab)]
         for d in gold_docs
     ]
     flat = list(nlp.pipe((s for sents in sentences for s in sents), batch_size=batch_size))
