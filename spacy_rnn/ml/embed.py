@@ -2,7 +2,8 @@
 et al. (2016) and Ma & Hovy (2016), as a spaCy embed layer.
 
 Each token gets
-- a word part: hashed embeddings of lexical attributes (NORM, PREFIX, SUFFIX,
+- a word part: a word table with a real vocabulary and an UNK row (ml/words.py,
+  optional), hashed embeddings of lexical attributes (NORM, PREFIX, SUFFIX,
   SHAPE by default), as spaCy's MultiHashEmbed, plus, optionally, the static
   vectors of the pipeline's vectors table (looked up by the table's own key
   attribute, e.g. LOWER for GloVe);
@@ -31,7 +32,6 @@ from thinc.api import (
     glorot_uniform_init,
     Dropout,
     HashEmbed,
-    Maxout,
     Model,
     chain,
     concatenate,
@@ -46,6 +46,8 @@ from thinc.types import Floats2d, Ragged
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ._torch_util import flush_denormal, make_shim, run_shim
+from .maxout import Maxout
+from .words import WordTable, _column
 
 CHAR_ENCODERS = ("lstm", "cnn")
 
@@ -68,6 +70,9 @@ def CharWordEmbed(
     char_window: int = 3,
     char_rows: int = 1000,
     dropout: float = 0.0,
+    word_rows: int = 0,
+    word_attr: str = "NORM",
+    word_dropout: float = 0.25,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each token from its lexical attributes, its static vector and its
     characters.
@@ -89,6 +94,14 @@ def CharWordEmbed(
     char_rows (int): Rows of the character table (codepoints are hashed in).
     dropout (float): Dropout on the output vectors during training. Under
         `spacy train`, the [training] dropout rate replaces it.
+    word_rows (int): If > 0, add a word table with a real vocabulary: one
+        learned row for each of the first `word_rows` words (by `word_attr`)
+        seen in training, one UNK row for all other words (see ml/words.py).
+        Unlike a hashed NORM table, a word never seen in training does not
+        borrow the rows of other words. 0 = no word table.
+    word_attr (str): The attribute that names a word of the word table.
+    word_dropout (float): Word dropout alpha: in training, a token is
+        replaced by UNK with probability alpha / (alpha + its word's count).
     """
     attrs = list(attrs)
     rows = list(rows)
@@ -103,7 +116,11 @@ def CharWordEmbed(
         raise ValueError(
             f"CharWordEmbed: char_encoder must be 'lstm', 'cnn' or None, got {char_encoder!r}"
         )
-    if not attrs and not include_static_vectors and char_encoder is None:
+    if word_rows < 0:
+        raise ValueError(f"CharWordEmbed: word_rows must be >= 0, got {word_rows}")
+    if word_dropout < 0:
+        raise ValueError(f"CharWordEmbed: word_dropout must be >= 0, got {word_dropout}")
+    if not attrs and not word_rows and not include_static_vectors and char_encoder is None:
         raise ValueError("CharWordEmbed: nothing to embed (no attrs, no vectors, no chars)")
     if width < 1:
         raise ValueError(f"CharWordEmbed: width must be >= 1, got {width}")
@@ -125,6 +142,10 @@ def CharWordEmbed(
         )
         parts.append(refs["words"])
         concat_size += width * len(attrs)
+    if word_rows:
+        refs["word_table"] = WordTable(width, word_rows, attr=word_attr, alpha=word_dropout)
+        parts.append(refs["word_table"])
+        concat_size += width
     if include_static_vectors:
         # keyed by the vectors table's own attribute (e.g. LOWER for GloVe)
         refs["vectors"] = KeyedStaticVectors(width)
@@ -225,10 +246,10 @@ def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     else:  # floret or other tables that compute vectors for any key
         V = ops.as_contig(ops.asarray(vectors.get_batch(keys)))
     W = model.get_param("W")  # (nO, nM)
-    Y = ops.gemm(V, W, trans2=True)  # (n_tokens, nO)
+    Y = ops.xp.matmul(V, W.T)  # (n_tokens, nO); numpy's BLAS, see ml/maxout.py
 
     def backprop(dY: Ragged) -> List:
-        model.inc_grad("W", ops.gemm(ops.as_contig(dY.data), V, trans1=True))
+        model.inc_grad("W", ops.xp.matmul(dY.data.T, V))
         return []
 
     return Ragged(Y, ops.asarray1i(lengths)), backprop
@@ -417,12 +438,6 @@ def char_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: boo
         return []
 
     return Ragged(Y, ops.asarray1i(doc_lengths)), backprop
-
-
-def _column(doc, attr) -> numpy.ndarray:
-    if hasattr(doc, "to_array"):
-        return doc.to_array(attr).astype(numpy.uint64)
-    return doc.doc.to_array(attr)[doc.start : doc.end].astype(numpy.uint64)
 
 
 def _no_grad(d_output: Ragged) -> List:

@@ -1,0 +1,184 @@
+"""The word table (ml/words.py): a vocabulary grown in training, UNK for every
+other word, word dropout alpha / (alpha + count), gradients into the rows used,
+serialization of the vocabulary, use in CharWordEmbed and spaCy's Tok2Vec."""
+import pickle
+
+import numpy
+import pytest
+import spacy
+from numpy.testing import assert_allclose
+from spacy.training import Example
+from thinc.api import Adam, Config, fix_random_seed
+from thinc.types import Ragged
+
+from spacy_rnn.ml.embed import CharWordEmbed
+from spacy_rnn.ml.words import UNK, WordIndex, WordTable, word_table_rows
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+def make_table(nlp, rows=100, alpha=0.0, width=4):
+    fix_random_seed(0)
+    model = WordTable(width, rows, attr="NORM", alpha=alpha)
+    model.initialize(X=[nlp.make_doc("x")])
+    return model
+
+
+def test_index_grows_in_training_only_and_unknown_words_share_unk(nlp):
+    model = make_table(nlp)
+    train = [nlp.make_doc("The cat sat"), nlp.make_doc("the dog")]
+    before, _ = word_table_rows(model, train, is_train=False)
+    assert (before == UNK).all() and len(model.attrs["index"]) == 0
+    rows, lengths = word_table_rows(model, train, is_train=True)
+    assert lengths.tolist() == [3, 2]
+    # NORM is lower-cased: "The" and "the" are one word, with one row
+    assert rows[0] == rows[3] != UNK and len(set(rows.tolist())) == 4
+    assert len(model.attrs["index"]) == 4
+    test = [nlp.make_doc("THE cat zebra aardvark")]
+    rows, _ = word_table_rows(model, test, is_train=False)
+    assert rows[0] != UNK and rows[1] != UNK and rows[2] == rows[3] == UNK
+    assert len(model.attrs["index"]) == 4  # inference adds nothing
+    Y = model.predict(test).data
+    assert_allclose(Y[2], Y[3], atol=0, rtol=0)  # unseen words: the one UNK vector
+    assert numpy.abs(Y[0] - Y[2]).max() > 0
+    counts = model.attrs["index"].counts[model.attrs["index"].find(
+        numpy.array([nlp.vocab.strings["the"]], dtype=numpy.uint64))]
+    assert counts.tolist() == [2]
+
+
+def test_full_table_maps_new_words_to_unk(nlp):
+    model = make_table(nlp, rows=3)
+    word_table_rows(model, [nlp.make_doc("a b c d e")], is_train=True)
+    assert len(model.attrs["index"]) == 3
+    rows, _ = word_table_rows(model, [nlp.make_doc("a b c d e")], is_train=False)
+    assert sorted(rows.tolist()) == [UNK, UNK, 1, 2, 3]
+    assert rows.max() < model.get_param("E").shape[0]
+
+
+def test_word_dropout_rate_is_alpha_over_alpha_plus_count(nlp):
+    numpy.random.seed(0)
+    alpha = 3000.0
+    model = make_table(nlp, alpha=alpha)
+    doc = nlp.make_doc(" ".join(["word"] * 1000 + ["other"] * 3000))
+    rows, _ = word_table_rows(model, [doc], is_train=True)
+    # counts after this batch: 1000 and 3000 -> dropped with p = 0.75 and 0.5
+    assert abs((rows[:1000] == UNK).mean() - alpha / (alpha + 1000)) < 0.05
+    assert abs((rows[1000:] == UNK).mean() - alpha / (alpha + 3000)) < 0.03
+    rows, _ = word_table_rows(model, [doc], is_train=True)  # counts now 2000 and 6000
+    assert abs((rows[:1000] == UNK).mean() - alpha / (alpha + 2000)) < 0.05
+    assert abs((rows[1000:] == UNK).mean() - alpha / (alpha + 6000)) < 0.03
+    no_dropout = make_table(nlp, alpha=0.0)
+    rows, _ = word_table_rows(no_dropout, [doc], is_train=True)
+    assert (rows != UNK).all()
+
+
+def test_gradient_goes_to_the_rows_used(nlp):
+    model = make_table(nlp, width=3)
+    docs = [nlp.make_doc("a b a"), nlp.make_doc("c")]
+    Y, backprop = model.begin_update(docs)
+    E = model.get_param("E")
+    rows, _ = word_table_rows(model, docs, is_train=False)
+    assert_allclose(Y.data, E[rows], atol=0, rtol=0)
+    dY = numpy.arange(12, dtype="f").reshape(4, 3)
+    backprop(Ragged(dY, Y.lengths))
+    dE = model.get_grad("E")
+    expected = numpy.zeros_like(E)
+    numpy.add.at(expected, rows, dY)
+    assert_allclose(dE, expected, atol=1e-6)
+    assert_allclose(dE[rows[0]], dY[0] + dY[2], atol=1e-6)  # both "a" tokens
+
+
+def test_index_serialization_round_trip(nlp):
+    model = make_table(nlp)
+    word_table_rows(model, [nlp.make_doc("one two two three")], is_train=True)
+    data = WordIndex.from_dict(model.attrs["index"].to_dict())
+    for name in ("keys", "rows", "counts"):
+        assert (getattr(data, name) == getattr(model.attrs["index"], name)).all()
+    fresh = WordTable(4, 100).from_bytes(model.to_bytes())
+    docs = [nlp.make_doc("two three four")]
+    assert_allclose(fresh.predict(docs).data, model.predict(docs).data, atol=0, rtol=0)
+    assert fresh.attrs["index"].counts.tolist() == model.attrs["index"].counts.tolist()
+    unpickled = pickle.loads(pickle.dumps(model))
+    assert_allclose(unpickled.predict(docs).data, model.predict(docs).data, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"word_rows": -1}, "word_rows"),
+    ({"word_dropout": -0.1}, "word_dropout"),
+])
+def test_embed_rejects_bad_word_table_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CharWordEmbed(8, **kwargs)
+
+
+def test_embed_word_table_only_and_batch_invariance(nlp):
+    fix_random_seed(0)
+    model = CharWordEmbed(8, attrs=[], rows=[], char_encoder=None, word_rows=50)
+    docs = [nlp.make_doc("Peter lives in Brussels ."), nlp.make_doc("EU rejects it")]
+    model.initialize(X=docs)
+    Ys, backprop = model.begin_update(docs)
+    backprop([numpy.ones_like(y) for y in Ys])
+    model.finish_update(Adam(0.01))
+    batched = model.predict(docs)
+    for doc, Y in zip(docs, batched):
+        assert_allclose(model.predict([doc])[0], Y, atol=1e-6)
+
+
+CONFIG = """
+[nlp]
+lang = "en"
+pipeline = ["tagger"]
+
+[components]
+
+[components.tagger]
+factory = "tagger"
+
+[components.tagger.model]
+@architectures = "spacy.Tagger.v2"
+nO = null
+
+[components.tagger.model.tok2vec]
+@architectures = "spacy.Tok2Vec.v2"
+
+[components.tagger.model.tok2vec.embed]
+@architectures = "spacy_rnn.CharWordEmbed.v1"
+width = 16
+attrs = ["SHAPE"]
+rows = [50]
+char_encoder = null
+word_rows = 100
+word_dropout = 0.0
+
+[components.tagger.model.tok2vec.encode]
+@architectures = "spacy_rnn.BiRNNEncoder.v1"
+width = 16
+depth = 1
+"""
+
+
+def test_word_table_in_spacy_pipeline_learns_and_round_trips(tmp_path):
+    """Words tell the tags apart only through the word table (same shapes)."""
+    fix_random_seed(0)
+    nlp = spacy.util.load_model_from_config(Config().from_str(CONFIG), auto_fill=True)
+    data = [("cats like fish", ["N", "V", "N"]), ("dogs eat bones", ["N", "V", "N"]),
+            ("fish like dogs", ["N", "V", "N"]), ("like eat like", ["V", "V", "V"])]
+    examples = [Example.from_dict(nlp.make_doc(t), {"tags": tags}) for t, tags in data]
+    nlp.initialize(get_examples=lambda: examples)
+    optimizer = Adam(0.01)
+    for _ in range(80):
+        nlp.update(examples, sgd=optimizer)
+    assert [t.tag_ for t in nlp("bones eat cats")] == ["N", "V", "N"]
+    assert [t.tag_ for t in nlp("eat like eat")] == ["V", "V", "V"]
+    texts = ["bones eat cats", "zebra like", ""]
+    expected = [[t.tag_ for t in doc] for doc in nlp.pipe(texts)]
+    nlp.to_disk(tmp_path / "nlp")
+    reloaded = spacy.load(tmp_path / "nlp")
+    assert [[t.tag_ for t in doc] for doc in reloaded.pipe(texts)] == expected
+    table = reloaded.get_pipe("tagger").model.get_ref("tok2vec").get_ref("embed")
+    assert len(table.get_ref("word_table").attrs["index"]) == 6
+    unpickled = pickle.loads(pickle.dumps(nlp))
+    assert [[t.tag_ for t in doc] for doc in unpickled.pipe(texts)] == expected
