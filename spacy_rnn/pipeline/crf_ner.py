@@ -39,8 +39,8 @@ nO = null
 [model.tok2vec.embed]
 @architectures = "spacy_rnn.CharWordEmbed.v1"
 width = 128
-attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
-rows = [5000, 1000, 2500, 2500]
+attrs = ["PREFIX", "SUFFIX", "SHAPE"]
+rows = [1000, 2500, 2500]
 include_static_vectors = false
 char_encoder = "lstm"
 char_width = 50
@@ -49,11 +49,14 @@ max_chars = 20
 char_window = 3
 char_rows = 1000
 dropout = 0.3
+word_rows = 30000
+word_attr = "NORM"
+word_dropout = 0.25
 
 [model.tok2vec.encode]
 @architectures = "spacy_rnn.BiRNNEncoder.v1"
 width = 256
-depth = 2
+depth = 1
 cell = "lstm"
 bidirectional = true
 dropout = 0.2
