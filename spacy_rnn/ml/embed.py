@@ -47,7 +47,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ._torch_util import flush_denormal, make_shim, run_shim
 from .maxout import Maxout
-from .words import WordTable, _column
+from .words import WordIndex, WordTable, _column, lookup_rows
 
 CHAR_ENCODERS = ("lstm", "cnn")
 
@@ -73,6 +73,7 @@ def CharWordEmbed(
     word_rows: int = 0,
     word_attr: str = "NORM",
     word_dropout: float = 0.25,
+    tune_vectors: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each token from its lexical attributes, its static vector and its
     characters.
@@ -102,6 +103,11 @@ def CharWordEmbed(
     word_attr (str): The attribute that names a word of the word table.
     word_dropout (float): Word dropout alpha: in training, a token is
         replaced by UNK with probability alpha / (alpha + its word's count).
+        Also applies to the tuned static vectors (tune_vectors).
+    tune_vectors (int): If > 0 (and include_static_vectors), fine-tune the
+        static vectors of up to this many words seen in training: each gets a
+        learned correction, initially zero, added to its pretrained vector;
+        every other word keeps its pretrained vector as it is. 0 = static.
     """
     attrs = list(attrs)
     rows = list(rows)
@@ -120,6 +126,10 @@ def CharWordEmbed(
         raise ValueError(f"CharWordEmbed: word_rows must be >= 0, got {word_rows}")
     if word_dropout < 0:
         raise ValueError(f"CharWordEmbed: word_dropout must be >= 0, got {word_dropout}")
+    if tune_vectors < 0:
+        raise ValueError(f"CharWordEmbed: tune_vectors must be >= 0, got {tune_vectors}")
+    if tune_vectors and not include_static_vectors:
+        raise ValueError("CharWordEmbed: tune_vectors needs include_static_vectors = true")
     if not attrs and not word_rows and not include_static_vectors and char_encoder is None:
         raise ValueError("CharWordEmbed: nothing to embed (no attrs, no vectors, no chars)")
     if width < 1:
@@ -148,7 +158,7 @@ def CharWordEmbed(
         concat_size += width
     if include_static_vectors:
         # keyed by the vectors table's own attribute (e.g. LOWER for GloVe)
-        refs["vectors"] = KeyedStaticVectors(width)
+        refs["vectors"] = KeyedStaticVectors(width, tune_rows=tune_vectors, alpha=word_dropout)
         parts.append(refs["vectors"])
         concat_size += width
     if char_encoder is not None:
@@ -194,9 +204,12 @@ def embed_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
     return model
 
 
-def KeyedStaticVectors(nO: int) -> Model[List[Doc], Ragged]:
+def KeyedStaticVectors(nO: int, tune_rows: int = 0, alpha: float = 0.0) -> Model[List[Doc], Ragged]:
     """The vocab's static vectors, projected to nO by a learned linear layer
-    (as spaCy's StaticVectors). The vectors table's key attribute (e.g. LOWER
+    (as spaCy's StaticVectors). With tune_rows > 0, the words seen in training
+    (up to tune_rows) get a learned correction D[row] added to their vector
+    (fine-tuning without copying the whole table; row 0, for all other words
+    and for word dropout with `alpha`, stays zero). The vectors table's key attribute (e.g. LOWER
     for GloVe) is recorded at initialize and saved with the model: spaCy 3.8
     does not keep `Vectors.attr` through `to_disk`/`to_bytes`, so a reloaded
     pipeline would otherwise look its vectors up by ORTH and miss every
@@ -205,9 +218,9 @@ def KeyedStaticVectors(nO: int) -> Model[List[Doc], Ragged]:
         "static_vectors",
         static_vectors_forward,
         init=static_vectors_init,
-        params={"W": None},
-        dims={"nO": nO, "nM": None},
-        attrs={"key_attr": None},
+        params={"W": None, "D": None} if tune_rows else {"W": None},
+        dims={"nO": nO, "nM": None, "nV": tune_rows + 1},
+        attrs={"key_attr": None, "index": WordIndex(), "alpha": float(alpha)},
     )
 
 
@@ -225,6 +238,9 @@ def static_vectors_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> 
     if not model.has_dim("nM"):
         raise ValueError("CharWordEmbed: static vectors need sample Docs at initialize")
     model.set_param("W", glorot_uniform_init(model.ops, (model.get_dim("nO"), model.get_dim("nM"))))
+    if "D" in model.param_names:
+        model.set_param("D", model.ops.alloc2f(model.get_dim("nV"), model.get_dim("nM")))
+        model.attrs["index"] = WordIndex()
     return model
 
 
@@ -245,11 +261,23 @@ def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
         V[rows < 0] = 0  # unknown words: zero vectors
     else:  # floret or other tables that compute vectors for any key
         V = ops.as_contig(ops.asarray(vectors.get_batch(keys)))
+    tuned = "D" in model.param_names
+    if tuned:
+        # (n_tokens,) rows of the corrections, 0 = none
+        ids = ops.asarray1i(
+            lookup_rows(model.attrs["index"], keys, is_train, model.get_dim("nV") - 1, model.attrs["alpha"])
+        )
+        V = V + model.get_param("D")[ids]
     W = model.get_param("W")  # (nO, nM)
     Y = ops.xp.matmul(V, W.T)  # (n_tokens, nO); numpy's BLAS, see ml/maxout.py
 
     def backprop(dY: Ragged) -> List:
         model.inc_grad("W", ops.xp.matmul(dY.data.T, V))
+        if tuned:
+            dD = ops.alloc2f(*model.get_param("D").shape)
+            ops.scatter_add(dD, ids, ops.xp.matmul(dY.data, W))
+            dD[0] = 0  # row 0 is the pretrained vector itself
+            model.inc_grad("D", dD)
         return []
 
     return Ragged(Y, ops.asarray1i(lengths)), backprop

@@ -134,17 +134,24 @@ def word_table_rows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[nump
     if not lengths.sum():
         return numpy.zeros((0,), dtype=numpy.int64), lengths
     keys = numpy.concatenate([_column(doc, attr) for doc in docs])
-    index: WordIndex = model.attrs["index"]
-    if is_train:
-        counts = index.observe(keys, model.get_dim("nV") - 1)
-        rows = index.lookup(keys)
-        alpha = model.attrs["alpha"]
-        if alpha > 0:
-            drop = numpy.random.random_sample(keys.shape) < alpha / (alpha + counts)
-            rows = numpy.where(drop, UNK, rows)
-    else:
-        rows = index.lookup(keys)
+    rows = lookup_rows(model.attrs["index"], keys, is_train, model.get_dim("nV") - 1, model.attrs["alpha"])
     return rows, lengths
+
+
+def lookup_rows(
+    index: WordIndex, keys: numpy.ndarray, is_train: bool, capacity: int, alpha: float
+) -> numpy.ndarray:
+    """(n,) rows of keys; when training, the index first counts the keys (and
+    gives new words rows while it has room) and each token is then dropped to
+    UNK with probability alpha / (alpha + count)."""
+    if not is_train:
+        return index.lookup(keys)
+    counts = index.observe(keys, capacity)
+    rows = index.lookup(keys)
+    if alpha > 0:
+        drop = numpy.random.random_sample(keys.shape) < alpha / (alpha + counts)
+        rows = numpy.where(drop, UNK, rows)
+    return rows
 
 
 def word_table_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: bool):

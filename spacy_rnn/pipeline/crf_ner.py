@@ -52,6 +52,7 @@ dropout = 0.3
 word_rows = 30000
 word_attr = "NORM"
 word_dropout = 0.25
+tune_vectors = 0
 
 [model.tok2vec.encode]
 @architectures = "spacy_rnn.BiRNNEncoder.v1"

@@ -8,6 +8,7 @@ import pytest
 import spacy
 from numpy.testing import assert_allclose
 from spacy.training import Example
+from spacy.vectors import Vectors
 from thinc.api import Adam, Config, fix_random_seed
 from thinc.types import Ragged
 
@@ -182,3 +183,76 @@ def test_word_table_in_spacy_pipeline_learns_and_round_trips(tmp_path):
     assert len(table.get_ref("word_table").attrs["index"]) == 6
     unpickled = pickle.loads(pickle.dumps(nlp))
     assert [[t.tag_ for t in doc] for doc in unpickled.pipe(texts)] == expected
+
+
+# Fine-tuned static vectors (CharWordEmbed tune_vectors): a zero-initialized
+# correction per word seen in training, the pretrained vector for every other
+
+
+def _vectors_nlp():
+    nlp = spacy.blank("en")
+    words = ["the", "cat", "dog", "zebra"]
+    data = numpy.random.RandomState(0).uniform(-1, 1, (4, 5)).astype("f")
+    nlp.vocab.vectors = Vectors(data=data, keys=[nlp.vocab.strings.add(w) for w in words], attr="LOWER")
+    return nlp
+
+
+def _tuned_embed(nlp, tune_vectors=10):
+    fix_random_seed(0)
+    model = CharWordEmbed(8, attrs=[], rows=[], char_encoder=None, include_static_vectors=True,
+                          tune_vectors=tune_vectors, word_dropout=0.0)
+    model.initialize(X=[nlp.make_doc("the cat")])
+    return model
+
+
+def test_tuned_vectors_start_static_and_move_only_seen_words():
+    nlp = _vectors_nlp()
+    tuned, static = _tuned_embed(nlp), _tuned_embed(nlp, tune_vectors=0)
+    test = [nlp.make_doc("The cat zebra dog")]
+    for a, b in zip(tuned.predict(test), static.predict(test)):
+        assert_allclose(a, b, atol=1e-6)  # zero corrections at first
+    vectors = tuned.get_ref("vectors")
+    train = [nlp.make_doc("The cat")]
+    optimizer = Adam(0.05)
+    for _ in range(5):
+        Ys, backprop = tuned.begin_update(train)
+        backprop([numpy.ones_like(Y) for Y in Ys])
+        tuned.finish_update(optimizer)
+    D = vectors.get_param("D")
+    assert len(vectors.attrs["index"]) == 2 and (D[0] == 0).all()
+    assert (numpy.abs(D[1:3]).sum(axis=1) > 0).all() and (D[3:] == 0).all()
+    # "zebra" and "dog" were not seen in training: pretrained vector, tuned projection
+    V = nlp.vocab.vectors.data
+    Y = tuned.get_ref("vectors").predict(test).data
+    W = vectors.get_param("W")
+    assert_allclose(Y[2], W @ V[3], atol=1e-5)
+    assert_allclose(Y[3], W @ V[2], atol=1e-5)
+    rows = vectors.attrs["index"].lookup(numpy.array([nlp.vocab.strings["the"]], dtype=numpy.uint64))
+    assert_allclose(Y[0], W @ (V[0] + D[rows[0]]), atol=1e-5)
+    fresh = CharWordEmbed(8, attrs=[], rows=[], char_encoder=None, include_static_vectors=True,
+                          tune_vectors=10).from_bytes(tuned.to_bytes())
+    for a, b in zip(fresh.predict(test), tuned.predict(test)):
+        assert_allclose(a, b, atol=0, rtol=0)
+
+
+def test_tuned_vectors_gradient_is_the_projected_output_gradient():
+    nlp = _vectors_nlp()
+    model = _tuned_embed(nlp).get_ref("vectors")
+    docs = [nlp.make_doc("the cat the unknownword")]
+    Y, backprop = model.begin_update(docs)
+    dY = numpy.random.RandomState(1).uniform(-1, 1, Y.data.shape).astype("f")
+    backprop(Ragged(dY, Y.lengths))
+    W = model.get_param("W")
+    rows = model.attrs["index"].lookup(model.attrs["index"].keys)
+    index = model.attrs["index"]
+    the = index.lookup(numpy.array([nlp.vocab.strings["the"]], dtype=numpy.uint64))[0]
+    dD = model.get_grad("D")
+    assert_allclose(dD[the], (dY[0] + dY[2]) @ W, atol=1e-5)
+    assert (dD[0] == 0).all() and len(rows) == 3
+
+
+def test_tune_vectors_needs_static_vectors():
+    with pytest.raises(ValueError, match="include_static_vectors"):
+        CharWordEmbed(8, tune_vectors=5)
+    with pytest.raises(ValueError, match="tune_vectors"):
+        CharWordEmbed(8, include_static_vectors=True, tune_vectors=-1)
