@@ -72,7 +72,7 @@ def CharWordEmbed(
     dropout: float = 0.0,
     word_rows: int = 0,
     word_attr: str = "NORM",
-    word_dropout: float = 0.25,
+    word_dropout: float = 1.0,
     tune_vectors: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Embed each token from its lexical attributes, its static vector and its

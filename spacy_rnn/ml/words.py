@@ -99,7 +99,7 @@ def _deserialize_word_index(_, value: bytes, name: str, model: Model) -> WordInd
 
 
 def WordTable(
-    nO: int, rows: int, attr: Union[str, int] = "NORM", alpha: float = 0.25
+    nO: int, rows: int, attr: Union[str, int] = "NORM", alpha: float = 1.0
 ) -> Model[List[Doc], Ragged]:
     """One learned vector of nO per token from its word (the `attr` string,
     NORM by default: lower-cased), for up to `rows` words seen in training and

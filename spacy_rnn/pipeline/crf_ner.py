@@ -51,7 +51,7 @@ char_rows = 1000
 dropout = 0.3
 word_rows = 30000
 word_attr = "NORM"
-word_dropout = 0.25
+word_dropout = 1.0
 tune_vectors = 0
 
 [model.tok2vec.encode]
