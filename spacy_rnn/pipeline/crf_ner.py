@@ -37,7 +37,7 @@ nO = null
 @architectures = "spacy.Tok2Vec.v2"
 
 [model.tok2vec.embed]
-@architectures = "spacy_rnn.CharWordEmbed.v1"
+@architectures = "spacy_rnn.CharWordEmbed.v2"
 width = 128
 attrs = ["PREFIX", "SUFFIX", "SHAPE"]
 rows = [1000, 2500, 2500]

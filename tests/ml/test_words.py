@@ -256,3 +256,26 @@ def test_tune_vectors_needs_static_vectors():
         CharWordEmbed(8, tune_vectors=5)
     with pytest.raises(ValueError, match="tune_vectors"):
         CharWordEmbed(8, include_static_vectors=True, tune_vectors=-1)
+
+
+def test_v2_defaults_have_the_word_table_and_v1_configs_keep_their_model(tmp_path):
+    """A crf_ner saved with a v1 embed block that predates the word table (no
+    word_rows key) must load without one: spaCy fills missing keys from the
+    factory's default only when the default names the same architecture."""
+    from spacy_rnn.ml.embed import CharWordEmbed_v2
+
+    v2 = CharWordEmbed_v2(8)
+    assert v2.has_ref("word_table") and v2.get_ref("word_table").get_dim("nV") == 30001
+    assert CharWordEmbed(8).has_ref("words") and not CharWordEmbed(8).has_ref("word_table")
+    nlp = spacy.blank("en")
+    old_block = {"@architectures": "spacy_rnn.CharWordEmbed.v1", "width": 16,
+                 "rows": [100, 50, 50, 50], "char_encoder": None}
+    tok2vec = {"@architectures": "spacy.Tok2Vec.v2", "embed": old_block,
+               "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 16, "depth": 1}}
+    nlp.add_pipe("crf_ner", config={"model": {"@architectures": "spacy_rnn.CRFTagger.v1",
+                                              "tok2vec": tok2vec}})
+    names = [node.name for node in nlp.get_pipe("crf_ner").model.walk()]
+    assert "word_table" not in names and "hashembed" in names
+    default = spacy.blank("en")
+    default.add_pipe("crf_ner")
+    assert "word_table" in [node.name for node in default.get_pipe("crf_ner").model.walk()]
