@@ -47,7 +47,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from ._torch_util import flush_denormal, make_shim, run_shim
 from .maxout import Maxout
-from .words import WordIndex, WordTable, _column, lookup_rows
+from .words import WordIndex, WordTable, _column, find_sorted, lookup_rows
 
 CHAR_ENCODERS = ("lstm", "cnn")
 
@@ -394,11 +394,7 @@ class CharTable:
         return self.ids[pos], self.lengths[pos]
 
     def _find(self, orths: numpy.ndarray) -> numpy.ndarray:
-        if not self.keys.shape[0]:
-            return numpy.full(orths.shape, -1, dtype=numpy.int64)
-        pos = numpy.searchsorted(self.keys, orths)
-        pos = numpy.minimum(pos, self.keys.shape[0] - 1)
-        return numpy.where(self.keys[pos] == orths, pos, -1)
+        return find_sorted(self.keys, orths)
 
     def encode(self, words: List[str]) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """Character ids of words, vectorized over all their characters."""

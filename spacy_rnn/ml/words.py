@@ -29,6 +29,15 @@ from thinc.types import Floats2d, Ragged
 UNK = 0  # row of every word outside the vocabulary
 
 
+def find_sorted(sorted_keys: numpy.ndarray, keys: numpy.ndarray) -> numpy.ndarray:
+    """(n,) positions of keys in the sorted array sorted_keys, -1 where absent
+    (one binary search for all of them)."""
+    if not sorted_keys.shape[0]:
+        return numpy.full(keys.shape, -1, dtype=numpy.int64)
+    pos = numpy.minimum(numpy.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
+    return numpy.where(sorted_keys[pos] == keys, pos, -1)
+
+
 class WordIndex:
     """Sorted word keys -> table rows (1..), with training counts."""
 
@@ -42,10 +51,7 @@ class WordIndex:
 
     def find(self, keys: numpy.ndarray) -> numpy.ndarray:
         """(n,) positions of keys in self.keys, -1 where absent."""
-        if not len(self):
-            return numpy.full(keys.shape, -1, dtype=numpy.int64)
-        pos = numpy.minimum(numpy.searchsorted(self.keys, keys), len(self) - 1)
-        return numpy.where(self.keys[pos] == keys, pos, -1)
+        return find_sorted(self.keys, keys)
 
     def lookup(self, keys: numpy.ndarray) -> numpy.ndarray:
         """(n,) table rows of keys, UNK for words outside the vocabulary."""

@@ -14,6 +14,7 @@ from thinc.types import Ragged
 
 from spacy_rnn.ml.embed import CharWordEmbed
 from spacy_rnn.ml.words import UNK, WordIndex, WordTable, word_table_rows
+from test_embed import TAGGER_CONFIG  # tests/ml is on the path (no package)
 
 
 @pytest.fixture(scope="module")
@@ -128,43 +129,19 @@ def test_embed_word_table_only_and_batch_invariance(nlp):
         assert_allclose(model.predict([doc])[0], Y, atol=1e-6)
 
 
-CONFIG = """
-[nlp]
-lang = "en"
-pipeline = ["tagger"]
-
-[components]
-
-[components.tagger]
-factory = "tagger"
-
-[components.tagger.model]
-@architectures = "spacy.Tagger.v2"
-nO = null
-
-[components.tagger.model.tok2vec]
-@architectures = "spacy.Tok2Vec.v2"
-
-[components.tagger.model.tok2vec.embed]
-@architectures = "spacy_rnn.CharWordEmbed.v1"
-width = 16
-attrs = ["SHAPE"]
-rows = [50]
-char_encoder = null
-word_rows = 100
-word_dropout = 0.0
-
-[components.tagger.model.tok2vec.encode]
-@architectures = "spacy_rnn.BiRNNEncoder.v1"
-width = 16
-depth = 1
-"""
+def word_table_tagger_config() -> Config:
+    """test_embed's tagger, its embedding reduced to SHAPE and the word table."""
+    config = Config().from_str(TAGGER_CONFIG)
+    embed = config["components"]["tagger"]["model"]["tok2vec"]["embed"]
+    embed.update({"attrs": ["SHAPE"], "rows": [50], "char_encoder": None,
+                  "word_rows": 100, "word_dropout": 0.0})
+    return config
 
 
 def test_word_table_in_spacy_pipeline_learns_and_round_trips(tmp_path):
     """Words tell the tags apart only through the word table (same shapes)."""
     fix_random_seed(0)
-    nlp = spacy.util.load_model_from_config(Config().from_str(CONFIG), auto_fill=True)
+    nlp = spacy.util.load_model_from_config(word_table_tagger_config(), auto_fill=True)
     data = [("cats like fish", ["N", "V", "N"]), ("dogs eat bones", ["N", "V", "N"]),
             ("fish like dogs", ["N", "V", "N"]), ("like eat like", ["V", "V", "V"])]
     examples = [Example.from_dict(nlp.make_doc(t), {"tags": tags}) for t, tags in data]
