@@ -1,4 +1,4 @@
-"""spacy_rnn.CRFTagger.v1: tok2vec -> linear emission scores -> CRF layer."""
+"""spacy_rnn.CRFTagger.v1/v2: tok2vec -> (dropout) -> linear emission scores -> CRF layer."""
 
 from typing import List, Optional
 
@@ -8,6 +8,7 @@ from thinc.api import Linear, Model, chain, with_array, zero_init
 from thinc.types import Floats2d
 
 from .crf import CRF
+from .dropout import fixed_dropout
 
 
 @registry.architectures("spacy_rnn.CRFTagger.v1")
@@ -31,6 +32,28 @@ def CRFTagger(
     output_layer = Linear(nO=nO, init_W=zero_init)
     crf = CRF(nO=nO)
     model = chain(tok2vec, with_array(output_layer), crf)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("output_layer", output_layer)
+    model.set_ref("crf", crf)
+    return model
+
+
+@registry.architectures("spacy_rnn.CRFTagger.v2")
+def CRFTagger_v2(
+    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None, dropout: float = 0.5
+) -> Model[List[Doc], List[Floats2d]]:
+    """CRFTagger.v1 with dropout on the encoder output, before the emission
+    layer (as Ma & Hovy 2016 apply it to the BiLSTM output).
+
+    dropout (float): the rate, fixed: spaCy's [training] dropout sets the
+        embedding dropout but leaves this one alone, so each is set on its own.
+
+    Parameters and refs are those of v1; at prediction time the two compute
+    the same scores.
+    """
+    output_layer = Linear(nO=nO, init_W=zero_init)
+    crf = CRF(nO=nO)
+    model = chain(tok2vec, with_array(chain(fixed_dropout(dropout), output_layer)), crf)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)

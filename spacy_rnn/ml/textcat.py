@@ -38,6 +38,8 @@ from thinc.api import (
 from thinc.layers.resizable import resize_linear_weighted
 from thinc.types import Floats1d, Floats2d, Ints1d, Ragged
 
+from .dropout import fixed_dropout
+
 POOLINGS = ("last", "mean", "max", "attention")
 # Bias of an output row added by `resize_output` after training started, as in
 # spaCy's own textcat: a new label starts with (almost) zero probability.
@@ -361,21 +363,6 @@ def _segment_softmax(ops, scores, lengths):
 
 
 # --- output side -----------------------------------------------------------------
-
-
-def fixed_dropout(rate: float) -> Model[Floats2d, Floats2d]:
-    """Dropout at a rate of its own: the attr is not `dropout_rate`, so
-    `set_dropout_rate` (called by every spaCy pipe's update) leaves it alone."""
-    return Model("fixed_dropout", _fixed_dropout_forward, attrs={"fixed_dropout_rate": rate})
-
-
-def _fixed_dropout_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
-    rate = model.attrs["fixed_dropout_rate"]
-    if not is_train or rate == 0:
-        return X, lambda dY: dY
-    mask = model.ops.get_dropout_mask(X.shape, rate)  # (n_docs, width), 0 or 1/(1-rate)
-    return X * mask, lambda dY: dY * mask
-
 
 
 def sigmoid_activation() -> Model[Floats2d, Floats2d]:
