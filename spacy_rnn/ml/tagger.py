@@ -29,13 +29,7 @@ def CRFTagger(
     The emission layer starts at zero, as spaCy's tagger does, so that the
     first updates are not dominated by random scores.
     """
-    output_layer = Linear(nO=nO, init_W=zero_init)
-    crf = CRF(nO=nO)
-    model = chain(tok2vec, with_array(output_layer), crf)
-    model.set_ref("tok2vec", tok2vec)
-    model.set_ref("output_layer", output_layer)
-    model.set_ref("crf", crf)
-    return model
+    return _crf_tagger(tok2vec, nO, dropout=None)
 
 
 @registry.architectures("spacy_rnn.CRFTagger.v2")
@@ -51,9 +45,17 @@ def CRFTagger_v2(
     Parameters and refs are those of v1; at prediction time the two compute
     the same scores.
     """
+    return _crf_tagger(tok2vec, nO, dropout=dropout)
+
+
+def _crf_tagger(
+    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int], dropout: Optional[float]
+) -> Model[List[Doc], List[Floats2d]]:
+    """tok2vec >> (fixed dropout, v2 only) >> Linear >> CRF, with the refs both versions share."""
     output_layer = Linear(nO=nO, init_W=zero_init)
+    emission = output_layer if dropout is None else chain(fixed_dropout(dropout), output_layer)
     crf = CRF(nO=nO)
-    model = chain(tok2vec, with_array(chain(fixed_dropout(dropout), output_layer)), crf)
+    model = chain(tok2vec, with_array(emission), crf)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)
