@@ -7,7 +7,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
-from thinc.api import NumpyOps, fix_random_seed, set_dropout_rate
+from thinc.api import fix_random_seed, set_dropout_rate
 
 from spacy_rnn.ml.dropout import fixed_dropout
 
@@ -26,7 +26,11 @@ TOK2VEC = {
     "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1},
 }
 
-WORDS = [["Peter", "Blackburn", "went", "to", "Brussels", "."], ["EU", "rejects", "German", "call"], ["Hi"]]
+WORDS = [
+    ["Peter", "Blackburn", "went", "to", "Brussels", "."],
+    ["EU", "rejects", "German", "call"],
+    ["Hi"],
+]
 
 
 def _docs():
@@ -85,7 +89,8 @@ def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
     # Emission scores only (the CRF node passes them through): zero-initialized
     # output weights would hide the dropout, so give them values.
     output = model.get_ref("output_layer")
-    output.set_param("W", NumpyOps().asarray(numpy.random.RandomState(0).normal(size=output.get_param("W").shape), dtype="f"))
+    W = numpy.random.RandomState(0).normal(size=output.get_param("W").shape)
+    output.set_param("W", W.astype("float32"))
     predicted = model.predict(docs)
     trained, backprop = model.begin_update(docs)
     assert any(not numpy.allclose(a, b) for a, b in zip(predicted, trained))
@@ -98,7 +103,12 @@ def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
 
 def test_crf_ner_with_crf_tagger_v2_learns_and_round_trips():
     fix_random_seed(0)
-    model = {"@architectures": "spacy_rnn.CRFTagger.v2", "nO": None, "dropout": 0.3, "tok2vec": TOK2VEC}
+    model = {
+        "@architectures": "spacy_rnn.CRFTagger.v2",
+        "nO": None,
+        "dropout": 0.3,
+        "tok2vec": TOK2VEC,
+    }
     nlp = spacy.blank("en")
     nlp.add_pipe("crf_ner", config={"model": model})
     examples = []
