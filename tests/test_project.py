@@ -20,6 +20,7 @@ from spacy_rnn.benchmark import (
     head_corpus,
     load_results,
     markdown_tables,
+    reads_documents,
     resolve_systems,
     save_results,
     update_readme,
@@ -179,6 +180,41 @@ def test_benchmark_resolve_systems():
         assert {name, f"{name}-glove"} <= ner
     with pytest.raises(ValueError, match="unknown system 'bilstm'"):
         resolve_systems("bilstm")
+
+
+def test_benchmark_reads_documents_follows_the_dev_corpus():
+    """A pipeline tuned on whole documents is evaluated on whole documents, any
+    other one sentence by sentence (as its dev corpus was read in training)."""
+    from thinc.api import Config
+
+    base = Config().from_str(
+        """
+        [training]
+        dev_corpus = "corpora.dev"
+
+        [corpora]
+
+        [corpora.dev]
+        @readers = "spacy.Corpus.v1"
+        path = "dev.spacy"
+        gold_preproc = false
+
+        [corpora.dev.augmenter]
+        @augmenters = "spacy_rnn.gold_sentences.v1"
+        """
+    )
+    assert reads_documents(base)
+    sentences = base.copy()
+    sentences["corpora"]["dev"]["gold_preproc"] = True
+    assert not reads_documents(sentences)
+    other = base.copy()
+    other["corpora"]["dev"]["augmenter"] = None
+    assert not reads_documents(other)
+    renamed = base.copy()
+    renamed["training"]["dev_corpus"] = "corpora.held_out"
+    assert not reads_documents(renamed)
+    renamed["corpora"]["held_out"] = base["corpora"]["dev"]
+    assert reads_documents(renamed)
 
 
 def _entry(name, task, score, dev, ours=True, speed=None):
