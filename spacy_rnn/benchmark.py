@@ -492,23 +492,11 @@ def main_score(task: str, figures: Dict[str, float]) -> float:
     return figures["f1"] if task == "ner" else figures["accuracy"]
 
 
-def reads_documents(config: Dict[str, Any]) -> bool:
-    """Whether a pipeline's dev corpus gives it whole documents with the gold tokens
-    and sentence starts (`gold_preproc = false` with the `spacy_rnn.gold_sentences.v1`
-    augmenter), so that its encoder reads across sentences."""
-    dev_key = config.get("training", {}).get("dev_corpus", "corpora.dev")
-    corpus: Any = config
-    for part in dev_key.split("."):
-        corpus = corpus.get(part, {}) if isinstance(corpus, dict) else {}
-    augmenter = (corpus.get("augmenter") or {}).get("@augmenters")
-    return not corpus.get("gold_preproc", True) and augmenter == "spacy_rnn.gold_sentences.v1"
-
-
 def evaluate_model(model_dir: Path, data: Dict[str, Path], out_dir: Path, name: str) -> Dict[str, Dict[str, Any]]:
     """Dev and test metrics of a trained pipeline (also written as JSON)."""
     import spacy
 
-    from .evaluation import evaluate_docs, load_docs, predict_docs, write_metrics
+    from .evaluation import evaluate_docs, load_docs, predict_docs, reads_documents, write_metrics
 
     nlp = spacy.load(model_dir)
     # NER systems read one gold sentence at a time, as CoNLL-2003 systems are run

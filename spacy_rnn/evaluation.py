@@ -42,6 +42,10 @@ copy_doc(doc, vocab=None) -> Doc
 predict_docs(nlp_or_path, gold_docs, batch_size=64, gold_preproc=False) -> List[Doc]
     Runs a pipeline over the reference words (gold tokenization, like
     `gold_preproc`), not over re-tokenized text.
+dev_corpus_config(config) -> dict;  reads_documents(config) -> bool
+    How a pipeline's dev corpus was read in training: its config block, and
+    whether it gave whole documents with the gold sentences
+    (`spacy_rnn.gold_sentences.v1`), as the evaluation then should.
 seqeval_scores(gold_seqs, pred_seqs) -> dict;  semeval_scores(gold_seqs, pred_seqs) -> dict
     The two halves of evaluate_tags, without its input checks.
 error_doc_indices(gold_docs, pred_docs) -> List[int]
@@ -459,6 +463,25 @@ def copy_doc(doc: Doc, vocab: Optional[Vocab] = None) -> Doc:
         spaces=[bool(t.whitespace_) for t in doc],
         sent_starts=sent_starts,
     )
+
+
+def dev_corpus_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The block of a pipeline's config that read its dev corpus in training
+    (`training.dev_corpus`, e.g. `corpora.dev`); {} when the config has none."""
+    dev_key = config.get("training", {}).get("dev_corpus", "corpora.dev")
+    corpus: Any = config
+    for part in dev_key.split("."):
+        corpus = corpus.get(part, {}) if isinstance(corpus, dict) else {}
+    return corpus if isinstance(corpus, dict) else {}
+
+
+def reads_documents(config: Dict[str, Any]) -> bool:
+    """Whether a pipeline's dev corpus gives it whole documents with the gold tokens
+    and sentence starts (`gold_preproc = false` with the `spacy_rnn.gold_sentences.v1`
+    augmenter), so that its encoder reads across sentences."""
+    corpus = dev_corpus_config(config)
+    augmenter = (corpus.get("augmenter") or {}).get("@augmenters")
+    return not corpus.get("gold_preproc", True) and augmenter == "spacy_rnn.gold_sentences.v1"
 
 
 def predict_docs(

@@ -20,12 +20,12 @@ from spacy_rnn.benchmark import (
     head_corpus,
     load_results,
     markdown_tables,
-    reads_documents,
     resolve_systems,
     save_results,
     update_readme,
     write_reports,
 )
+from spacy_rnn.evaluation import reads_documents
 
 
 def _docs(path):

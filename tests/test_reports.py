@@ -5,7 +5,9 @@ import json
 
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin, Span
+from thinc.api import Config
 from typer.testing import CliRunner
 
 from spacy_rnn.cli import _load_commands, app
@@ -135,6 +137,53 @@ def test_reports_evaluate_cli_runs_a_model(tmp_path, runner):
         (1.0, 2 / 5)
     )
     assert ner["spacy"]["f"] == pytest.approx(2 * 1.0 * 0.4 / 1.4)
+
+
+@Language.component("spacy_rnn_test_first_token_per")
+def _first_token_per(doc):
+    """Marks the first token of each doc it is given as PER: tells sentences from documents."""
+    doc.ents = [Span(doc, 0, 1, label="PER")] if len(doc) else []
+    return doc
+
+
+def test_reports_evaluate_cli_reads_documents_as_the_pipeline_was_tuned(tmp_path, runner):
+    """--model runs the gold docs as the pipeline's dev corpus was read in training:
+    one gold sentence at a time after `gold_preproc = true`, whole documents after
+    `gold_preproc = false` (spaCy's default, or with spacy_rnn.gold_sentences.v1);
+    --gold-preproc / --no-gold-preproc override either way."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spacy_rnn_test_first_token_per")
+    dev_corpora = {
+        "sentences": {"gold_preproc": True},
+        "documents": {
+            "gold_preproc": False,
+            "augmenter": {"@augmenters": "spacy_rnn.gold_sentences.v1"},
+        },
+        "default": {},
+    }
+    for name, dev in dev_corpora.items():
+        nlp.to_disk(tmp_path / name)
+        config = Config().from_disk(tmp_path / name / "config.cfg", interpolate=False)
+        config["corpora"]["dev"].update(dev)
+        config.to_disk(tmp_path / name / "config.cfg")
+    words = ["Smith", "came", ".", "Jones", "left", "."]
+    gold = Doc(nlp.vocab, words=words, sent_starts=[True, False, False, True, False, False],
+               ents=["B-PER", "O", "O", "B-PER", "O", "O"])
+    g = _write([gold], tmp_path / "gold.spacy")
+    for model, flags, recall, gold_preproc in [
+        ("sentences", [], 1.0, True),
+        ("documents", [], 0.5, False),
+        ("default", [], 0.5, False),
+        ("documents", ["--gold-preproc"], 1.0, True),
+        ("sentences", ["--no-gold-preproc"], 0.5, False),
+    ]:
+        out = tmp_path / f"{model}{''.join(flags)}.json"
+        args = ["evaluate", str(g), "--model", str(tmp_path / model), "--output", str(out), *flags]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(out.read_text())
+        assert metrics["ner"]["seqeval"]["default"]["r"] == pytest.approx(recall), (model, flags)
+        assert metrics["meta"]["gold_preproc"] is gold_preproc
 
 
 def test_reports_evaluate_cli_textcat(tmp_path, runner):

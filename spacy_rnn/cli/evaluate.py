@@ -12,7 +12,13 @@ import typer
 from wasabi import msg
 
 from . import app
-from ..evaluation import evaluate_docs, load_docs, predict_docs, write_metrics
+from ..evaluation import (
+    dev_corpus_config,
+    evaluate_docs,
+    load_docs,
+    predict_docs,
+    write_metrics,
+)
 from ..reports import plot_metrics, print_summary, render_errors_html, write_report
 
 
@@ -40,8 +46,11 @@ def evaluate_cli(
     split: str = typer.Option(
         "test", "--split", help="Name of the evaluated split, used by `compare`"
     ),
-    gold_preproc: bool = typer.Option(
-        False, "--gold-preproc", help="With --model: run each gold sentence as its own doc"
+    gold_preproc: Optional[bool] = typer.Option(
+        None,
+        "--gold-preproc/--no-gold-preproc",
+        help="With --model: run each gold sentence as its own doc, or whole documents "
+        "(default: as the pipeline's dev corpus was read in training, its gold_preproc)",
     ),
 ) -> None:
     """Score predictions: seqeval (default, strict), SemEval'13 modes, spaCy ents, textcat."""
@@ -55,6 +64,8 @@ def evaluate_cli(
             import spacy
 
             nlp = spacy.load(model)
+            if gold_preproc is None:  # as the dev corpus was read in training
+                gold_preproc = bool(dev_corpus_config(nlp.config).get("gold_preproc", False))
             pred_docs = predict_docs(nlp, gold_docs, gold_preproc=gold_preproc)
         else:
             pred_docs = load_docs(predictions, vocab=gold_docs[0].vocab if gold_docs else None)
@@ -68,6 +79,7 @@ def evaluate_cli(
                 "split": split,
                 "gold": str(gold),
                 "source": str(model or predictions),
+                "gold_preproc": gold_preproc if model is not None else None,
             }
         }
         metrics.update(evaluate_docs(gold_docs, pred_docs))
