@@ -7,12 +7,13 @@ going through `PyTorchWrapper`: the layers convert their own inputs (one flat
 array per batch, index tensors for packing), which avoids the wrapper's
 recursive conversions and per-sequence padding.
 """
+import contextlib
 import os
 from io import BytesIO
 from typing import Any, Callable, Sequence, Tuple
 
 import torch
-from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device
+from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device, xp2torch
 
 _FLUSH_DENORMAL_SET = False
 
@@ -39,11 +40,38 @@ def flush_denormal() -> None:
         _FLUSH_DENORMAL_SET = True
 
 
+class AveragingPyTorchShim(PyTorchShim):
+    """thinc's PyTorchShim whose `use_params` finds the optimizer's parameter
+    averages. The optimizer keys the averages of a shim's torch parameters by
+    `(shim.id, name)` (`PyTorchShim.finish_update`), but `PyTorchShim.use_params`
+    only looks for `"pytorch_{id}_{name}"` strings, so with `use_averages` the
+    averages of the torch layers were kept and never used: spaCy evaluated and
+    saved averaged thinc weights beside the last torch weights."""
+
+    @contextlib.contextmanager
+    def use_params(self, params):
+        averaged = {
+            name: xp2torch(params[(self.id, name)], device=self.device)
+            for name, _ in self._model.named_parameters()
+            if (self.id, name) in params
+        }
+        if not averaged:
+            with super().use_params(params):
+                yield
+            return
+        backup = {name: value.clone() for name, value in self._model.state_dict().items()}
+        self._model.load_state_dict(averaged, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+
 def make_shim(module: torch.nn.Module) -> PyTorchShim:
     """Wrap a module whose submodules may be built late (at initialize, once
     the input width is known). On deserialization the module is first rebuilt
     from the shapes in the saved state, if it has not been built yet."""
-    return PyTorchShim(
+    return AveragingPyTorchShim(
         module,
         serialize_model=_serialize,
         deserialize_model=_deserialize,

@@ -6,6 +6,7 @@ import sys
 
 import numpy
 import pytest
+import torch
 from numpy.testing import assert_allclose
 from spacy.util import registry
 from thinc.api import Adam, fix_random_seed
@@ -264,3 +265,31 @@ def test_encode_time_series_example(repo_root):
 
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     assert scores["test_rmse"] < 0.5 * scores["naive_rmse"], scores
+
+
+def test_encode_uses_the_optimizer_parameter_averages():
+    """With `use_averages`, `model.use_params(optimizer.averages)` (what spaCy
+    does to evaluate and to save model-best) runs the torch RNN with the
+    averaged weights, and the last weights come back afterwards. thinc's own
+    PyTorchShim looks the averages up under other keys and ignores them."""
+    model = make_encoder(8)
+    X = make_inputs([5, 3, 4])
+    optimizer = Adam(0.05, use_averages=True)
+    for _ in range(10):
+        Y, backprop = model.begin_update(X)
+        backprop([y - 1.0 for y in Y])
+        model.finish_update(optimizer)
+    last = model.predict(X)
+    shim = model.shims[0]
+    reference = make_encoder(8)
+    ref_module = reference.shims[0]._model
+    for name, param in ref_module.named_parameters():
+        param.data.copy_(torch.from_numpy(optimizer.averages[(shim.id, name)]))
+    expected = reference.predict(X)
+    with model.use_params(optimizer.averages):
+        averaged = model.predict(X)
+    for y, e, l in zip(averaged, expected, last):
+        assert_allclose(y, e, rtol=1e-5, atol=1e-6)
+        assert not numpy.allclose(y, l, atol=1e-4)
+    for y, l in zip(model.predict(X), last):
+        assert_allclose(y, l, rtol=0, atol=0)

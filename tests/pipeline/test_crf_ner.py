@@ -374,3 +374,36 @@ def test_crf_ner_gold_sentences_augmenter():
     assert [t.text for t in eg.predicted] == words
     assert [s.start for s in eg.predicted.sents] == [0, 4]
     assert eg.reference is ref
+
+
+def test_crf_ner_evaluates_with_averaged_torch_weights():
+    """spaCy evaluates and saves model-best under
+    `nlp.use_params(optimizer.averages)`: every torch parameter of the
+    pipeline (character encoder, BiLSTM) then holds its average, as the thinc
+    parameters (word table, CRF) do, and the trained weights return after."""
+    fix_random_seed(0)
+    nlp = make_nlp()
+    examples = [example(nlp, WORDS, [(0, 2, "PER"), (3, 4, "PER"), (5, 6, "LOC")])]
+    optimizer = Adam(0.01, use_averages=True)
+    nlp.initialize(lambda: examples, sgd=optimizer)
+    for _ in range(5):
+        nlp.update(examples, sgd=optimizer)
+    model = nlp.get_pipe("crf_ner").model
+    shims = [shim for layer in model.walk() for shim in layer.shims]
+    assert len(shims) == 2  # the character BiLSTM and the encoder
+    before = {
+        (shim.id, name): p.detach().numpy().copy()
+        for shim in shims for name, p in shim._model.named_parameters()
+    }
+    assert all(key in optimizer.averages for key in before)
+    with nlp.use_params(optimizer.averages):
+        for shim in shims:
+            for name, p in shim._model.named_parameters():
+                numpy.testing.assert_allclose(
+                    p.detach().numpy(), optimizer.averages[(shim.id, name)]
+                )
+    changed = [not numpy.allclose(before[key], optimizer.averages[key]) for key in before]
+    assert any(changed)
+    for shim in shims:
+        for name, p in shim._model.named_parameters():
+            numpy.testing.assert_array_equal(p.detach().numpy(), before[(shim.id, name)])
