@@ -288,8 +288,8 @@ def test_encode_uses_the_optimizer_parameter_averages():
     expected = reference.predict(X)
     with model.use_params(optimizer.averages):
         averaged = model.predict(X)
-    for y, e, l in zip(averaged, expected, last):
+    for y, e, y_last in zip(averaged, expected, last):
         assert_allclose(y, e, rtol=1e-5, atol=1e-6)
-        assert not numpy.allclose(y, l, atol=1e-4)
-    for y, l in zip(model.predict(X), last):
-        assert_allclose(y, l, rtol=0, atol=0)
+        assert not numpy.allclose(y, y_last, atol=1e-4)
+    for y, y_last in zip(model.predict(X), last):
+        assert_allclose(y, y_last, rtol=0, atol=0)
