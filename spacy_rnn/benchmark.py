@@ -94,9 +94,10 @@ def _sentiment_systems() -> List[System]:
         for p in POOLINGS
     ]
     # the pooling chosen on dev (attention: 83.9 vs max 83.6, mean and last
-    # below), with the GloVe table
+    # below), with the GloVe table and the config chosen on dev for it (no
+    # hashed NORM table, as the GloVe NER config)
     out.append(System("rnn-textcat-attention-glove", "RNNTextCat BiLSTM, attention pooling (spacy-rnn) + GloVe",
-                      "sentiment", "spacy", True, config="textcat_bilstm.cfg", pooling="attention", vectors=True))
+                      "sentiment", "spacy", True, config="textcat_bilstm_glove.cfg", pooling="attention", vectors=True))
     out += [
         System("spacy-textcat-efficiency", "spaCy textcat (-o efficiency)", "sentiment", "spacy",
                generate=("textcat", "efficiency")),

@@ -181,7 +181,8 @@ def test_textcat_rnn_train_config_dev_score_rises(sst2_dir, repo_root, tmp_path)
 @pytest.mark.parametrize("name", ["textcat_bilstm", "textcat_bilstm_glove"])
 def test_textcat_rnn_configs_are_complete(repo_root, name):
     """The shipped configs are already filled (nothing left to defaults) and
-    build the pipeline; the GloVe variant differs only by the static vectors."""
+    build the pipeline; the GloVe variant has the static vectors on and takes
+    word identity from them instead of a hashed NORM table (chosen on dev)."""
     path = repo_root / "configs" / f"{name}.cfg"
     config = load_config(path, interpolate=False)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
@@ -191,3 +192,5 @@ def test_textcat_rnn_configs_are_complete(repo_root, name):
     assert model.get_ref("tok2vec").get_ref("encode").attrs["bidirectional"] is True
     embed = config["components"]["textcat"]["model"]["tok2vec"]["embed"]
     assert embed["include_static_vectors"] is (name == "textcat_bilstm_glove")
+    assert ("NORM" in embed["attrs"]) is (name == "textcat_bilstm")
+    assert len(embed["rows"]) == len(embed["attrs"])
