@@ -193,4 +193,3 @@ def test_textcat_rnn_configs_are_complete(repo_root, name):
     embed = config["components"]["textcat"]["model"]["tok2vec"]["embed"]
     assert embed["include_static_vectors"] is (name == "textcat_bilstm_glove")
     assert ("NORM" in embed["attrs"]) is (name == "textcat_bilstm")
-    assert len(embed["rows"]) == len(embed["attrs"])
