@@ -1,6 +1,7 @@
-"""spacy_rnn.CRFTagger.v1/v2: tok2vec -> (dropout) -> linear emission scores -> CRF layer."""
+"""spacy_rnn.CRFTagger.v1/v2/v3: tok2vec -> (dropout) -> linear emission scores -> CRF
+layer; v3 adds a language-model objective on the encoder while training."""
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -9,6 +10,7 @@ from thinc.types import Floats2d
 
 from .crf import CRF
 from .dropout import fixed_dropout
+from .lm_objective import with_lm_objective
 
 
 @registry.architectures("spacy_rnn.CRFTagger.v1")
@@ -48,14 +50,44 @@ def CRFTagger_v2(
     return _crf_tagger(tok2vec, nO, dropout=dropout)
 
 
-def _crf_tagger(
-    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int], dropout: Optional[float]
+@registry.architectures("spacy_rnn.CRFTagger.v3")
+def CRFTagger_v3(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    lm_words: int = 5000,
+    lm_weight: float = 0.1,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """tok2vec >> (fixed dropout, v2 only) >> Linear >> CRF, with the refs both versions share."""
+    """CRFTagger.v1 trained with a language-model objective beside the CRF
+    loss (Rei, 2017; spacy_rnn.ml.lm_objective): the forward half of the
+    BiLSTM output predicts the next word, the backward half the previous one.
+    It teaches the encoder context from the training text itself, which
+    matters most without pretrained vectors.
+
+    lm_words (int): the predicted vocabulary: the first lm_words words (NORM)
+        seen in training, all others one UNK class.
+    lm_weight (float): the objective's weight; the CRF loss is summed over
+        sequences and the objective over tokens.
+
+    The tok2vec must end in a bidirectional spacy_rnn.BiRNNEncoder.v1. At
+    prediction time the scores are those of v1 with the same weights; the
+    objective's output layers (2 x lm_words x width / 2) are only trained.
+    """
+    return _crf_tagger(tok2vec, nO, dropout=None, lm=(lm_words, lm_weight))
+
+
+def _crf_tagger(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int],
+    dropout: Optional[float],
+    lm: Optional[Tuple[int, float]] = None,
+) -> Model[List[Doc], List[Floats2d]]:
+    """tok2vec (+ LM objective, v3) >> (fixed dropout, v2) >> Linear >> CRF,
+    with the refs all versions share."""
     output_layer = Linear(nO=nO, init_W=zero_init)
     emission = output_layer if dropout is None else chain(fixed_dropout(dropout), output_layer)
     crf = CRF(nO=nO)
-    model = chain(tok2vec, with_array(emission), crf)
+    encoder = tok2vec if lm is None else with_lm_objective(tok2vec, *lm)
+    model = chain(encoder, with_array(emission), crf)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)

@@ -89,7 +89,8 @@ def make_crf_ner(
     """Create a CRF named entity recognizer.
 
     model (Model[List[Doc], List[Floats2d]]): emission scores per token, with
-        a "crf" node holding the CRF scores (spacy_rnn.CRFTagger.v1).
+        a "crf" node holding the CRF scores (spacy_rnn.CRFTagger.v1; v3 adds a
+        language-model objective, whose loss `update` reports as "<name>_lm").
     scheme (str): the tag scheme of the CRF, "BIO" (IOB2) or "BILUO"; decoding
         is constrained to valid sequences in it. BIO is the default until a
         dev-set comparison says otherwise (BILUO has twice the tags per label).
@@ -349,6 +350,10 @@ class CRFEntityRecognizer(TrainablePipe):
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
+        encoder = self.model.layers[0] if self.model.layers else None
+        if encoder is not None and encoder.name == "lm_objective":
+            # CRFTagger.v3's language-model objective, reported beside the CRF loss
+            losses[f"{self.name}_lm"] = losses.get(f"{self.name}_lm", 0.0) + encoder.attrs["loss"]
         return losses
 
     def get_loss(
