@@ -31,9 +31,9 @@ def with_lm_objective(
     """Wrap tok2vec so that training also minimises `weight` times the summed
     next/previous word cross-entropy of its output.
 
-    tok2vec: must end in a bidirectional spacy_rnn.BiRNNEncoder.v1 (as
-        spacy.Tok2Vec.v2 with one does), whose output columns are
-        [forward | backward].
+    tok2vec: must end in a one-layer bidirectional spacy_rnn.BiRNNEncoder.v1
+        (as spacy.Tok2Vec.v2 with one does), whose output columns are
+        [forward | backward]: over two layers each half has read both ways.
     n_words (int): the size of the predicted vocabulary: the first n_words
         words (by `attr`) seen in training, as the word table grows its own
         (ml/words.py); others are one UNK class.
@@ -57,12 +57,20 @@ def with_lm_objective(
 
 def _bidirectional_encoder(tok2vec: Model) -> Model:
     encode = tok2vec.get_ref("encode") if tok2vec.has_ref("encode") else None
-    if encode is None or encode.name != "birnn_encoder" or not encode.attrs.get("bidirectional"):
+    if (
+        encode is None
+        or encode.name != "birnn_encoder"
+        or not encode.attrs.get("bidirectional")
+        or encode.attrs.get("depth") != 1
+    ):
+        # With two layers, the second layer's forward direction at t reads the
+        # first layer's backward state at t, which has read the word at t + 1:
+        # the objective would see its own targets.
         raise ValueError(
-            "CRFTagger: lm_words > 0 (the language-model objective) needs a tok2vec "
-            "that ends in a bidirectional spacy_rnn.BiRNNEncoder.v1 "
-            "(spacy.Tok2Vec.v2 with encode = BiRNNEncoder.v1, bidirectional = true), "
-            f"got {tok2vec.name!r}; set lm_words = 0 for other encoders or a listener"
+            "CRFTagger.v3: the language-model objective needs a tok2vec that ends in "
+            "a one-layer bidirectional spacy_rnn.BiRNNEncoder.v1 (spacy.Tok2Vec.v2 "
+            "with encode = BiRNNEncoder.v1, bidirectional = true, depth = 1), got "
+            f"{tok2vec.name!r}; use CRFTagger.v1 for other encoders or a listener"
         )
     return encode
 

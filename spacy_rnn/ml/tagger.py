@@ -68,7 +68,7 @@ def CRFTagger_v3(
     lm_weight (float): the objective's weight; the CRF loss is summed over
         sequences and the objective over tokens.
 
-    The tok2vec must end in a bidirectional spacy_rnn.BiRNNEncoder.v1. At
+    The tok2vec must end in a one-layer bidirectional BiRNNEncoder.v1. At
     prediction time the scores are those of v1 with the same weights; the
     objective's output layers (2 x lm_words x width / 2) are only trained.
     """

@@ -156,10 +156,11 @@ def test_prediction_is_the_plain_tagger():
         numpy.testing.assert_array_equal(a, b)
 
 
-def test_needs_a_bidirectional_birnn_encoder():
-    tok2vec = registry.resolve({"x": {**TOK2VEC, "encode": {**TOK2VEC["encode"], "bidirectional": False}}})["x"]
+@pytest.mark.parametrize("change", [{"bidirectional": False}, {"depth": 2}])
+def test_needs_a_one_layer_bidirectional_birnn_encoder(change):
+    tok2vec = registry.resolve({"x": {**TOK2VEC, "encode": {**TOK2VEC["encode"], **change}}})["x"]
     model = registry.architectures.get("spacy_rnn.CRFTagger.v3")(tok2vec, nO=5)
-    with pytest.raises(ValueError, match="bidirectional spacy_rnn.BiRNNEncoder.v1"):
+    with pytest.raises(ValueError, match="one-layer bidirectional spacy_rnn.BiRNNEncoder.v1"):
         model.initialize(X=_docs())
     with pytest.raises(ValueError, match="lm_words must be >= 1"):
         registry.architectures.get("spacy_rnn.CRFTagger.v3")(_tok2vec(), lm_words=0)
