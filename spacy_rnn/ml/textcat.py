@@ -17,6 +17,9 @@ never enters a doc's vector:
 
 A doc without tokens pools to a zero vector, so its class scores come from the
 output bias alone: a valid probability vector, never NaN.
+
+`spacy_rnn.RNNTextCat.v2` is v1 trained with a language-model objective on the
+encoder (spacy_rnn.ml.lm_objective).
 """
 from functools import partial
 import warnings
@@ -39,6 +42,7 @@ from thinc.layers.resizable import resize_linear_weighted
 from thinc.types import Floats1d, Floats2d, Ints1d, Ragged
 
 from .dropout import fixed_dropout
+from .lm_objective import with_lm_objective
 
 POOLINGS = ("last", "mean", "max", "attention")
 # Bias of an output row added by `resize_output` after training started, as in
@@ -88,11 +92,49 @@ def RNNTextCat(
         at this fixed rate: spaCy's training loop sets every thinc Dropout to
         `[training] dropout` (embeddings included), but not this one.
     """
+    return _rnn_textcat(tok2vec, pooling, exclusive_classes, nO, dropout)
+
+
+@registry.architectures("spacy_rnn.RNNTextCat.v2")
+def RNNTextCat_v2(
+    tok2vec: Model[List[Doc], List[Floats2d]] = DEFAULT_TOK2VEC,  # type: ignore[assignment]
+    pooling: str = "attention",
+    exclusive_classes: bool = True,
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+    lm_words: int = 3000,
+    lm_weight: float = 0.1,
+) -> Model[List[Doc], Floats2d]:
+    """RNNTextCat.v1 trained with a language-model objective on its encoder
+    (spacy_rnn.ml.lm_objective, as CRFTagger.v3): the forward half of the
+    BiLSTM output predicts the next word, the backward half the previous one,
+    a training signal from every token where the label gives one per text.
+
+    lm_words (int): the predicted vocabulary: the first lm_words words (NORM)
+        seen in training, all others one UNK class.
+    lm_weight (float): the objective's weight (summed over tokens) against
+        the classification loss.
+
+    The tok2vec must end in a one-layer bidirectional BiRNNEncoder.v1.
+    Prediction is that of v1 with the same weights.
+    """
+    return _rnn_textcat(tok2vec, pooling, exclusive_classes, nO, dropout, lm=(lm_words, lm_weight))
+
+
+def _rnn_textcat(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    pooling: str,
+    exclusive_classes: bool,
+    nO: Optional[int],
+    dropout: float,
+    lm: Optional[Tuple[int, float]] = None,
+) -> Model[List[Doc], Floats2d]:
+    """tok2vec (+ LM objective, v2) >> pooling >> dropout >> output layer."""
     if isinstance(tok2vec, dict):  # called from Python with the config default
         tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
     if pooling not in POOLINGS:
         raise ValueError(
-            f"Unknown pooling {pooling!r} for spacy_rnn.RNNTextCat.v1: "
+            f"Unknown pooling {pooling!r} for spacy_rnn.RNNTextCat: "
             f"expected one of {', '.join(POOLINGS)}."
         )
     if not 0.0 <= dropout < 1.0:
@@ -117,7 +159,8 @@ def RNNTextCat(
         output_layer,
         resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults),
     )
-    layers = [tok2vec, list2ragged(), pool, fixed_dropout(dropout), resizable_layer]
+    encoder = tok2vec if lm is None else with_lm_objective(tok2vec, *lm)
+    layers = [encoder, list2ragged(), pool, fixed_dropout(dropout), resizable_layer]
     if not exclusive_classes:
         layers.append(sigmoid_activation())
     model = chain(*layers)

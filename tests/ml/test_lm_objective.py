@@ -1,7 +1,8 @@
 """The language-model objective of CRFTagger.v3 (spacy_rnn.ml.lm_objective):
 targets never cross docs, its loss and gradients match a direct computation
 and finite differences, no half of the encoder sees the word it predicts,
-prediction is untouched, and it trains and round-trips in crf_ner."""
+prediction is untouched, and it trains and round-trips in crf_ner and in
+textcat (RNNTextCat.v2)."""
 
 import pickle
 
@@ -205,3 +206,42 @@ def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
     for other in (spacy.load(tmp_path / "m"), pickle.loads(pickle.dumps(nlp))):
         assert [[(e.text, e.label_) for e in doc.ents] for doc in other.pipe(texts)] == expected
         assert len(other.get_pipe("crf_ner").model.layers[0].attrs["index"]) == len(lm.attrs["index"])
+
+
+def test_rnn_textcat_v2_learns_the_objective_and_predicts_as_v1(tmp_path):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("textcat", config={"model": {
+        "@architectures": "spacy_rnn.RNNTextCat.v2", "tok2vec": TOK2VEC, "lm_words": 30, "lm_weight": 1.0,
+    }})
+    data = [("a great and moving film", "POS"), ("a dull and tired film", "NEG"),
+            ("great fun", "POS"), ("tired and dull", "NEG")]
+    examples = [
+        Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(c == "POS"), "NEG": float(c == "NEG")}})
+        for t, c in data
+    ]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    lm = nlp.get_pipe("textcat").model.layers[0]
+    assert lm.name == "lm_objective"
+    lm_losses = []
+    for _ in range(90):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+        lm_losses.append(lm.attrs["loss"])
+    assert lm_losses[-1] < 0.5 * lm_losses[0]
+    texts = [t for t, _ in data]
+    cats = [doc.cats for doc in nlp.pipe(texts)]
+    assert [max(c, key=c.get) for c in cats] == [c for _, c in data]
+    # v1 with the same weights predicts the same scores
+    v1 = spacy.blank("en")
+    v1.add_pipe("textcat", config={"model": {"@architectures": "spacy_rnn.RNNTextCat.v1", "tok2vec": TOK2VEC}})
+    v1.initialize(lambda: examples)
+    v2_model = nlp.get_pipe("textcat").model
+    v1_model = v1.get_pipe("textcat").model
+    v1_model.get_ref("tok2vec").from_bytes(v2_model.get_ref("tok2vec").to_bytes())
+    v1_model.get_ref("pooling").from_bytes(v2_model.get_ref("pooling").to_bytes())
+    v1_model.get_ref("output_layer").from_bytes(v2_model.get_ref("output_layer").to_bytes())
+    for a, b in zip(v1.pipe(texts), cats):
+        assert a.cats == pytest.approx(b, abs=1e-6)
+    nlp.to_disk(tmp_path / "tc")
+    assert [doc.cats for doc in spacy.load(tmp_path / "tc").pipe(texts)] == cats
