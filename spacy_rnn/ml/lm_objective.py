@@ -3,8 +3,8 @@ multitask learning for sequence labeling").
 
 While training, the forward half of a bidirectional encoder's output at token
 t predicts the word at t + 1 and the backward half predicts the word at t - 1,
-each through a softmax over the most frequent words seen in training (all other
-words share one UNK class). Neither half has read the word it predicts, so the
+each through a softmax over the first words seen in training (frequent words
+come early; all other words share one UNK class). Neither half has read the word it predicts, so the
 objective teaches the encoder about context from the training text itself,
 without labels and without pretrained vectors. The objective's gradient is
 added to the encoder's in backprop; at prediction time the layer passes the
@@ -67,10 +67,12 @@ def _bidirectional_encoder(tok2vec: Model) -> Model:
         # first layer's backward state at t, which has read the word at t + 1:
         # the objective would see its own targets.
         raise ValueError(
-            "CRFTagger.v3: the language-model objective needs a tok2vec that ends in "
-            "a one-layer bidirectional spacy_rnn.BiRNNEncoder.v1 (spacy.Tok2Vec.v2 "
-            "with encode = BiRNNEncoder.v1, bidirectional = true, depth = 1), got "
-            f"{tok2vec.name!r}; use CRFTagger.v1 for other encoders or a listener"
+            "The language-model objective (spacy_rnn.CRFTagger.v3, RNNTextCat.v2) "
+            "needs a tok2vec that ends in a one-layer bidirectional "
+            "spacy_rnn.BiRNNEncoder.v1 (spacy.Tok2Vec.v2 with encode = "
+            "BiRNNEncoder.v1, bidirectional = true, depth = 1), got "
+            f"{tok2vec.name!r}; use CRFTagger.v1 / RNNTextCat.v1 for other encoders "
+            "or a listener"
         )
     return encode
 

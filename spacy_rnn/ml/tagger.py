@@ -54,7 +54,7 @@ def CRFTagger_v2(
 def CRFTagger_v3(
     tok2vec: Model[List[Doc], List[Floats2d]],
     nO: Optional[int] = None,
-    lm_words: int = 5000,
+    lm_words: int = 3000,
     lm_weight: float = 0.1,
 ) -> Model[List[Doc], List[Floats2d]]:
     """CRFTagger.v1 trained with a language-model objective beside the CRF
