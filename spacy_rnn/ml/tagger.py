@@ -91,4 +91,6 @@ def _crf_tagger(
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("output_layer", output_layer)
     model.set_ref("crf", crf)
+    if lm is not None:
+        model.set_ref("lm_objective", encoder)
     return model

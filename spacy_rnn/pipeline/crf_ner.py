@@ -350,10 +350,10 @@ class CRFEntityRecognizer(TrainablePipe):
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
-        encoder = self.model.layers[0] if self.model.layers else None
-        if encoder is not None and encoder.name == "lm_objective":
+        if self.model.has_ref("lm_objective"):
             # CRFTagger.v3's language-model objective, reported beside the CRF loss
-            losses[f"{self.name}_lm"] = losses.get(f"{self.name}_lm", 0.0) + encoder.attrs["loss"]
+            lm_loss = self.model.get_ref("lm_objective").attrs["loss"]
+            losses[f"{self.name}_lm"] = losses.get(f"{self.name}_lm", 0.0) + lm_loss
         return losses
 
     def get_loss(

@@ -189,8 +189,8 @@ def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = 0.01
     model = nlp.get_pipe("crf_ner").model
-    lm = model.layers[0]
-    assert lm.name == "lm_objective"
+    lm = model.get_ref("lm_objective")
+    assert lm.name == "lm_objective" and lm is model.layers[0]
     lm_losses, losses = [], []
     for _ in range(90):
         step = nlp.update(examples, sgd=optimizer, drop=0.0)
