@@ -1,6 +1,6 @@
 """The GPU path (thinc's CupyOps + torch on CUDA): training, prediction and
 serialization between CPU and GPU. Skipped where there is no CUDA device;
-`scripts/gpu_check.sh` runs these together with `spacy train --gpu-id 0`."""
+run them with `python -m pytest tests/test_gpu.py` on a CUDA machine."""
 import numpy
 import pytest
 import spacy
@@ -163,5 +163,116 @@ def test_rnn_textcat_trains_on_gpu(gpu):
     optimizer = nlp.initialize(lambda: egs)
     for _ in range(40):
         nlp.update(egs, sgd=optimizer)
+    docs = list(nlp.pipe([t for t, _ in texts]))
+    assert [int(doc.cats["POS"] > 0.5) for doc in docs] == [y for _, y in texts]
+
+
+LM_MODEL = {
+    **NER_MODEL,
+    "@architectures": "spacy_rnn.CRFTagger.v3",
+    "lm_words": 40,
+    "lm_weight": 0.1,
+    "tok2vec": {
+        **NER_MODEL["tok2vec"],
+        "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1, "cell": "lstm"},
+    },
+}
+
+
+def test_lm_objective_trains_on_gpu_and_moves_to_cpu(gpu):
+    """CRFTagger.v3: the language-model objective's softmax runs in torch on
+    the GPU, its targets come from numpy; both losses fall and the pipeline
+    predicts the same on the CPU."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.02
+    steps = []
+    for _ in range(40):
+        losses = {}
+        nlp.update(egs, sgd=optimizer, losses=losses)
+        steps.append(losses)
+    assert torch_devices(nlp) == {"cuda"}
+    lm = nlp.get_pipe("crf_ner").model.get_ref("lm_objective")
+    assert type(lm.get_param("W")).__module__.startswith("cupy")
+    assert all(numpy.isfinite(s["crf_ner_lm"]) for s in steps)
+    assert steps[-1]["crf_ner_lm"] < steps[0]["crf_ner_lm"] * 0.9
+    assert steps[-1]["crf_ner"] < steps[0]["crf_ner"] / 10
+    assert nlp.evaluate(examples(nlp))["ents_f"] >= 0.9
+    gpu_ents = predict(nlp)
+    data = nlp.to_bytes()
+    spacy.require_cpu()
+    cpu_nlp = spacy.blank("en")
+    cpu_nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
+    cpu_nlp.from_bytes(data)
+    assert torch_devices(cpu_nlp) == {"cpu"}
+    assert predict(cpu_nlp) == gpu_ents
+
+
+def _lm_loss_and_grads(nlp):
+    from thinc.api import set_dropout_rate
+
+    model = nlp.get_pipe("crf_ner").model
+    set_dropout_rate(model, 0.0)
+    lm = model.get_ref("lm_objective")
+    docs = [eg.predicted for eg in examples(nlp)]
+    Ys, backprop = lm.begin_update(docs)
+    backprop([lm.ops.alloc2f(*Y.shape) for Y in Ys])
+    return lm.attrs["loss"], lm.ops.to_numpy(lm.get_grad("W")), lm.ops.to_numpy(lm.get_grad("b"))
+
+
+def test_lm_objective_loss_and_gradients_on_gpu_match_cpu(gpu):
+    """The same weights give the same objective and output-layer gradients on
+    either device (a wrong row, column or target shows up as a large gap)."""
+    spacy.require_cpu()
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    optimizer.learn_rate = 0.02
+    for _ in range(5):
+        nlp.update(egs, sgd=optimizer)
+    data = nlp.to_bytes()
+    cpu_loss, cpu_dW, cpu_db = _lm_loss_and_grads(nlp)
+    assert cpu_loss > 0 and numpy.abs(cpu_dW).max() > 0
+    spacy.require_gpu(0)
+    gpu_nlp = spacy.blank("en")
+    gpu_nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
+    gpu_nlp.from_bytes(data)
+    assert torch_devices(gpu_nlp) == {"cuda"}
+    gpu_loss, gpu_dW, gpu_db = _lm_loss_and_grads(gpu_nlp)
+    assert gpu_loss == pytest.approx(cpu_loss, rel=1e-4)
+    numpy.testing.assert_allclose(gpu_dW, cpu_dW, atol=GPU_ATOL)
+    numpy.testing.assert_allclose(gpu_db, cpu_db, atol=GPU_ATOL)
+
+
+def test_rnn_textcat_v2_lm_objective_trains_on_gpu(gpu):
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("textcat", config={"model": {
+        "@architectures": "spacy_rnn.RNNTextCat.v2",
+        "tok2vec": {
+            "@architectures": "spacy.Tok2Vec.v2",
+            "embed": {"@architectures": "spacy_rnn.CharWordEmbed.v1", "width": 32, "attrs": ["NORM"],
+                      "rows": [500], "char_encoder": None},
+            "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1},
+        },
+        "pooling": "attention",
+        "nO": None,
+        "lm_words": 30,
+        "lm_weight": 0.01,
+    }})
+    texts = [("a great and moving film", 1), ("dull , tired and bad", 0), ("great fun", 1), ("bad", 0)]
+    egs = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(y), "NEG": 1.0 - y}}) for t, y in texts]
+    optimizer = nlp.initialize(lambda: egs)
+    lm = nlp.get_pipe("textcat").model.get_ref("lm_objective")
+    first = None
+    for _ in range(40):
+        nlp.update(egs, sgd=optimizer)
+        first = lm.attrs["loss"] if first is None else first
+    assert numpy.isfinite(lm.attrs["loss"]) and lm.attrs["loss"] < first
     docs = list(nlp.pipe([t for t, _ in texts]))
     assert [int(doc.cats["POS"] > 0.5) for doc in docs] == [y for _, y in texts]

@@ -167,6 +167,8 @@ def _rnn_textcat(
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("pooling", pool)
     model.set_ref("output_layer", output_layer)
+    if lm is not None:
+        model.set_ref("lm_objective", encoder)
     if nO is not None:
         model.set_dim("nO", cast(int, nO))
     model.attrs["multi_label"] = not exclusive_classes

@@ -87,10 +87,12 @@ class WordIndex:
 
     @classmethod
     def from_dict(cls, data: dict) -> "WordIndex":
+        # Copies: msgpack gives read-only arrays, and a loaded pipeline that
+        # goes on training must keep counting (observe) in place.
         return cls(
-            numpy.asarray(data["keys"], dtype=numpy.uint64),
-            numpy.asarray(data["rows"], dtype=numpy.int64),
-            numpy.asarray(data["counts"], dtype=numpy.int64),
+            numpy.array(data["keys"], dtype=numpy.uint64),
+            numpy.array(data["rows"], dtype=numpy.int64),
+            numpy.array(data["counts"], dtype=numpy.int64),
         )
 
 

@@ -222,7 +222,7 @@ def test_rnn_textcat_v2_learns_the_objective_and_predicts_as_v1(tmp_path):
     ]
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = 0.01
-    lm = nlp.get_pipe("textcat").model.layers[0]
+    lm = nlp.get_pipe("textcat").model.get_ref("lm_objective")
     assert lm.name == "lm_objective"
     lm_losses = []
     for _ in range(90):

@@ -105,6 +105,12 @@ def test_index_serialization_round_trip(nlp):
     assert fresh.attrs["index"].counts.tolist() == model.attrs["index"].counts.tolist()
     unpickled = pickle.loads(pickle.dumps(model))
     assert_allclose(unpickled.predict(docs).data, model.predict(docs).data, atol=0, rtol=0)
+    # A loaded index keeps counting and growing when training goes on.
+    for loaded in (fresh, unpickled):
+        word_table_rows(loaded, [nlp.make_doc("two three")], is_train=True)
+        index = loaded.attrs["index"]
+        assert len(index) == 3
+        assert sorted(index.counts.tolist()) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -157,6 +163,8 @@ def test_word_table_in_spacy_pipeline_learns_and_round_trips(tmp_path):
     reloaded = spacy.load(tmp_path / "nlp")
     assert [[t.tag_ for t in doc] for doc in reloaded.pipe(texts)] == expected
     table = reloaded.get_pipe("tagger").model.get_ref("tok2vec").get_ref("embed")
+    assert len(table.get_ref("word_table").attrs["index"]) == 6
+    reloaded.update(examples[:1], sgd=Adam(0.01))  # training goes on from a loaded pipeline
     assert len(table.get_ref("word_table").attrs["index"]) == 6
     unpickled = pickle.loads(pickle.dumps(nlp))
     assert [[t.tag_ for t in doc] for doc in unpickled.pipe(texts)] == expected
