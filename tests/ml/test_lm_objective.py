@@ -206,6 +206,10 @@ def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
     for other in (spacy.load(tmp_path / "m"), pickle.loads(pickle.dumps(nlp))):
         assert [[(e.text, e.label_) for e in doc.ents] for doc in other.pipe(texts)] == expected
         assert len(other.get_pipe("crf_ner").model.layers[0].attrs["index"]) == len(lm.attrs["index"])
+        # Training goes on from the loaded pipeline (as `spacy train` with a sourced component).
+        step = other.update([Example.from_dict(other.make_doc(t), {"entities": e}) for t, e in TRAIN],
+                            sgd=optimizer, drop=0.0)
+        assert 0 < step["crf_ner_lm"] < lm_losses[0]
 
 
 def test_rnn_textcat_v2_learns_the_objective_and_predicts_as_v1(tmp_path):
