@@ -41,6 +41,19 @@ NER_MODEL = {
     },
 }
 
+# CRFTagger.v3: the same with the language-model objective (one BiLSTM layer).
+LM_MODEL = {
+    **NER_MODEL,
+    "@architectures": "spacy_rnn.CRFTagger.v3",
+    "lm_words": 40,
+    "lm_weight": 0.1,
+    "tok2vec": {
+        **NER_MODEL["tok2vec"],
+        "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1, "cell": "lstm"},
+    },
+}
+
+
 SENTS = [
     ("Peter Blackburn met Anna in Berlin .", [(0, 2, "PER"), (3, 4, "PER"), (5, 6, "LOC")]),
     ("The European Commission said on Thursday it disagreed .", [(1, 3, "ORG")]),
@@ -70,15 +83,16 @@ def examples(nlp):
 
 
 def train(nlp, n_steps=40):
+    """The losses of each step (crf_ner, and crf_ner_lm with the objective)."""
     egs = examples(nlp)
     optimizer = nlp.initialize(lambda: egs)
     optimizer.learn_rate = 0.02
-    losses = []
+    steps = []
     for _ in range(n_steps):
-        step = {}
-        nlp.update(egs, sgd=optimizer, losses=step)
-        losses.append(step["crf_ner"])
-    return losses
+        losses = {}
+        nlp.update(egs, sgd=optimizer, losses=losses)
+        steps.append(losses)
+    return steps
 
 
 def predict(nlp):
@@ -91,20 +105,28 @@ def torch_devices(nlp):
             for p in s._model.parameters()}
 
 
-def test_crf_ner_trains_on_gpu_and_moves_to_cpu(gpu):
+@pytest.mark.parametrize("model_config", [NER_MODEL, LM_MODEL], ids=["v1", "v3-lm-objective"])
+def test_crf_ner_trains_on_gpu_and_moves_to_cpu(gpu, model_config):
+    """With CRFTagger.v3 the objective's softmax runs in torch on the GPU and
+    its targets come from numpy; both losses fall."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("crf_ner", config={"model": NER_MODEL})
-    losses = train(nlp)
+    nlp.add_pipe("crf_ner", config={"model": model_config})
+    steps = train(nlp)
     assert type(get_current_ops()).__name__ == "CupyOps"
     assert torch_devices(nlp) == {"cuda"}
-    assert losses[-1] < losses[0] / 10
+    assert steps[-1]["crf_ner"] < steps[0]["crf_ner"] / 10
+    model = nlp.get_pipe("crf_ner").model
+    if model_config is LM_MODEL:
+        assert type(model.get_ref("lm_objective").get_param("W")).__module__.startswith("cupy")
+        assert all(numpy.isfinite(s["crf_ner_lm"]) for s in steps)
+        assert steps[-1]["crf_ner_lm"] < steps[0]["crf_ner_lm"] * 0.9
     assert nlp.evaluate(examples(nlp))["ents_f"] >= 0.9
     gpu_ents = predict(nlp)
     data = nlp.to_bytes()
     spacy.require_cpu()
     cpu_nlp = spacy.blank("en")
-    cpu_nlp.add_pipe("crf_ner", config={"model": NER_MODEL})
+    cpu_nlp.add_pipe("crf_ner", config={"model": model_config})
     cpu_nlp.from_bytes(data)
     assert torch_devices(cpu_nlp) == {"cpu"}
     assert predict(cpu_nlp) == gpu_ents
@@ -178,50 +200,6 @@ def test_rnn_textcat_trains_on_gpu(gpu, architecture, extra):
     assert [int(doc.cats["POS"] > 0.5) for doc in docs] == [y for _, y in texts]
 
 
-LM_MODEL = {
-    **NER_MODEL,
-    "@architectures": "spacy_rnn.CRFTagger.v3",
-    "lm_words": 40,
-    "lm_weight": 0.1,
-    "tok2vec": {
-        **NER_MODEL["tok2vec"],
-        "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1, "cell": "lstm"},
-    },
-}
-
-
-def test_lm_objective_trains_on_gpu_and_moves_to_cpu(gpu):
-    """CRFTagger.v3: the language-model objective's softmax runs in torch on
-    the GPU, its targets come from numpy; both losses fall and the pipeline
-    predicts the same on the CPU."""
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
-    egs = examples(nlp)
-    optimizer = nlp.initialize(lambda: egs)
-    optimizer.learn_rate = 0.02
-    steps = []
-    for _ in range(40):
-        losses = {}
-        nlp.update(egs, sgd=optimizer, losses=losses)
-        steps.append(losses)
-    assert torch_devices(nlp) == {"cuda"}
-    lm = nlp.get_pipe("crf_ner").model.get_ref("lm_objective")
-    assert type(lm.get_param("W")).__module__.startswith("cupy")
-    assert all(numpy.isfinite(s["crf_ner_lm"]) for s in steps)
-    assert steps[-1]["crf_ner_lm"] < steps[0]["crf_ner_lm"] * 0.9
-    assert steps[-1]["crf_ner"] < steps[0]["crf_ner"] / 10
-    assert nlp.evaluate(examples(nlp))["ents_f"] >= 0.9
-    gpu_ents = predict(nlp)
-    data = nlp.to_bytes()
-    spacy.require_cpu()
-    cpu_nlp = spacy.blank("en")
-    cpu_nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
-    cpu_nlp.from_bytes(data)
-    assert torch_devices(cpu_nlp) == {"cpu"}
-    assert predict(cpu_nlp) == gpu_ents
-
-
 def _lm_loss_and_grads(nlp):
     from thinc.api import set_dropout_rate
 
@@ -241,11 +219,7 @@ def test_lm_objective_loss_and_gradients_on_gpu_match_cpu(gpu):
     fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("crf_ner", config={"model": LM_MODEL})
-    egs = examples(nlp)
-    optimizer = nlp.initialize(lambda: egs)
-    optimizer.learn_rate = 0.02
-    for _ in range(5):
-        nlp.update(egs, sgd=optimizer)
+    train(nlp, n_steps=5)
     data = nlp.to_bytes()
     cpu_loss, cpu_dW, cpu_db = _lm_loss_and_grads(nlp)
     assert cpu_loss > 0 and numpy.abs(cpu_dW).max() > 0
