@@ -4,9 +4,9 @@ multitask learning for sequence labeling").
 While training, the forward half of a bidirectional encoder's output at token
 t predicts the word at t + 1 and the backward half predicts the word at t - 1,
 each through a softmax over the first words seen in training (frequent words
-come early; all other words share one UNK class). Neither half has read the word it predicts, so the
-objective teaches the encoder about context from the training text itself,
-without labels and without pretrained vectors. The objective's gradient is
+come early; all other words share one UNK class). Neither half has read the
+word it predicts, so the objective teaches the encoder about context from the
+training text itself, without labels and without pretrained vectors. The objective's gradient is
 added to the encoder's in backprop; at prediction time the layer passes the
 encoder's output through untouched, so decoding costs nothing more.
 """
