@@ -14,6 +14,9 @@ never enters a doc's vector:
 - "attention": a learned query scores each timestep (after a tanh projection,
   Yang et al. 2016, "Hierarchical Attention Networks"); softmax over the doc's
   own tokens; the weighted sum of the states.
+- Several joined by "+", e.g. "attention+max" or ULMFiT's "last+max+mean"
+  (Howard & Ruder 2018, "concat pooling"): each pooled vector in that order,
+  concatenated, so the output layer reads a vector as many times as wide.
 
 A doc without tokens pools to a zero vector, so its class scores come from the
 output bias alone: a valid probability vector, never NaN.
@@ -33,6 +36,7 @@ from thinc.api import (
     Model,
     Softmax,
     chain,
+    concatenate,
     glorot_uniform_init,
     list2ragged,
     resizable,
@@ -84,7 +88,8 @@ def RNNTextCat(
         `spacy_rnn.BiRNNEncoder.v1`. "last" pooling reads
         `tok2vec.get_ref("encode").attrs["bidirectional"]`; an encoder without
         that attribute counts as unidirectional.
-    pooling (str): "last", "mean", "max" or "attention" (see the module doc).
+    pooling (str): "last", "mean", "max" or "attention", or several of them
+        joined by "+" and concatenated, e.g. "attention+max" (see the module doc).
     exclusive_classes (bool): softmax over the labels (`textcat`) when true,
         independent logistic outputs (`textcat_multilabel`) when false.
     nO (Optional[int]): number of labels; set by the component.
@@ -132,29 +137,27 @@ def _rnn_textcat(
     """tok2vec (+ LM objective, v2) >> pooling >> dropout >> output layer."""
     if isinstance(tok2vec, dict):  # called from Python with the config default
         tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
-    if pooling not in POOLINGS:
+    poolings = pooling.split("+")
+    unknown = [name for name in poolings if name not in POOLINGS]
+    if unknown or len(set(poolings)) != len(poolings):
         raise ValueError(
-            f"Unknown pooling {pooling!r} for spacy_rnn.RNNTextCat: "
-            f"expected one of {', '.join(POOLINGS)}."
+            f"Unknown or repeated pooling in {pooling!r} for spacy_rnn.RNNTextCat: "
+            f"expected one of {', '.join(POOLINGS)}, or several different ones "
+            f"joined by '+' (e.g. 'attention+max')."
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     width = tok2vec.maybe_get_dim("nO")
-    if pooling == "last":
-        pool = pool_last(bidirectional=_is_bidirectional(tok2vec), nO=width)
-    elif pooling == "mean":
-        pool = pool_mean(nO=width)
-    elif pooling == "max":
-        pool = pool_max(nO=width)
-    else:
-        pool = pool_attention(nO=width, nH=width)
+    pools = [_make_pool(name, tok2vec, width) for name in poolings]
+    pool = pools[0] if len(pools) == 1 else concatenate(*pools)
+    pooled_width = width * len(pools) if width is not None else None
 
     fill_defaults = {"b": NEG_VALUE, "W": 0}
     if exclusive_classes:
-        output_layer: Model = Softmax(nO=nO, nI=width)
+        output_layer: Model = Softmax(nO=nO, nI=pooled_width)
     else:
         fill_defaults["b"] = 0
-        output_layer = Linear(nO=nO, nI=width)
+        output_layer = Linear(nO=nO, nI=pooled_width)
     resizable_layer = resizable(
         output_layer,
         resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults),
@@ -177,6 +180,16 @@ def _rnn_textcat(
         resize_and_set_ref, resizable_layer=resizable_layer
     )
     return model
+
+
+def _make_pool(name: str, tok2vec: Model, width: Optional[int]) -> Model[InT, OutT]:
+    if name == "last":
+        return pool_last(bidirectional=_is_bidirectional(tok2vec), nO=width)
+    if name == "mean":
+        return pool_mean(nO=width)
+    if name == "max":
+        return pool_max(nO=width)
+    return pool_attention(nO=width, nH=width)
 
 
 def _is_bidirectional(tok2vec: Model) -> bool:

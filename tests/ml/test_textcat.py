@@ -1,5 +1,6 @@
 """spacy_rnn.RNNTextCat.v1 and its pooling layers: hand computations on a tiny
-model, numerical gradients, padding invariance, empty docs, config defaults."""
+model, numerical gradients, padding invariance, empty docs, config defaults.
+Concatenated poolings ("attention+max") are checked the same ways."""
 import zlib
 from typing import List
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 import spacy
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Model, Ragged, chain, fix_random_seed
+from thinc.api import Model, Ragged, chain, concatenate, fix_random_seed
 
 from spacy_rnn.ml.textcat import (
     POOLINGS,
@@ -22,6 +23,8 @@ from spacy_rnn.ml.textcat import (
 )
 
 WIDTH = 6  # even: [forward half | backward half]
+# Concatenated poolings: the one the SST-2 dev sweep tried, and ULMFiT's.
+COMBINED = ("attention+max", "last+max+mean")
 TEXTS = [
     "a gripping , funny film",
     "dull",
@@ -82,6 +85,10 @@ def states(doc: Doc, width: int = WIDTH) -> numpy.ndarray:
 
 def pooled_by_hand(H: numpy.ndarray, pooling: str, bidirectional: bool, params=None) -> numpy.ndarray:
     """The pooled vector of one doc, written out with plain numpy loops."""
+    if "+" in pooling:
+        return numpy.concatenate(
+            [pooled_by_hand(H, name, bidirectional, params) for name in pooling.split("+")]
+        )
     n, width = H.shape
     if n == 0:
         return numpy.zeros((width,), dtype="f")
@@ -119,15 +126,16 @@ def _build(pooling: str, bidirectional: bool, exclusive: bool, docs, seed: int =
     return model
 
 
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS + COMBINED)
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("exclusive", [True, False])
 def test_textcat_pooling_equals_hand_computation(docs, pooling, bidirectional, exclusive):
     model = _build(pooling, bidirectional, exclusive, docs)
-    pool = model.get_ref("pooling")
-    params = {name: pool.get_param(name) for name in pool.param_names} if pooling == "attention" else None
+    attention = [node for node in model.get_ref("pooling").walk() if node.name == "pool_attention"]
+    params = {name: attention[0].get_param(name) for name in attention[0].param_names} if attention else None
     out = model.get_ref("output_layer")
     W, b = out.get_param("W"), out.get_param("b")
+    assert W.shape == (3, WIDTH * len(pooling.split("+")))
     scores = model.predict(docs)
     assert scores.shape == (len(docs), 3)
     for i, doc in enumerate(docs):
@@ -186,8 +194,11 @@ def _numeric_grad(f, X: numpy.ndarray, eps: float = 1e-6) -> numpy.ndarray:
         pool_max,
         pool_attention,
         lambda: pool_attention(nH=0),
+        lambda: concatenate(pool_attention(), pool_max()),
+        lambda: concatenate(pool_last(bidirectional=True), pool_max(), pool_mean()),
     ],
-    ids=["last-bi", "last-uni", "mean", "max", "attention", "attention-noproj"],
+    ids=["last-bi", "last-uni", "mean", "max", "attention", "attention-noproj",
+         "attention+max", "last+max+mean"],
 )
 def test_textcat_pooling_gradients_match_numerical(make_pool):
     rng = numpy.random.default_rng(1)
@@ -195,23 +206,26 @@ def test_textcat_pooling_gradients_match_numerical(make_pool):
     X = rng.normal(size=(int(lengths.sum()), 4))  # float64 for a precise check
     pool = make_pool()
     pool.initialize(X=Ragged(X.astype("f"), lengths))
-    for name in pool.param_names:
-        value = rng.normal(size=pool.get_param(name).shape)
-        pool.set_param(name, value)
-    R = rng.normal(size=(len(lengths), 4))
+    nodes = [node for node in pool.walk() if node.param_names]
+    for node in nodes:
+        for name in node.param_names:
+            node.set_param(name, rng.normal(size=node.get_param(name).shape))
+    R = rng.normal(size=(len(lengths), pool.get_dim("nO")))
 
     def loss() -> float:
         return float((pool.predict(Ragged(X, lengths)) * R).sum())
 
     Y, backprop = pool.begin_update(Ragged(X, lengths))
+    assert Y.shape == R.shape
     dX = backprop(R).dataXd
     numpy.testing.assert_allclose(dX, _numeric_grad(loss, X), rtol=1e-4, atol=1e-6)
-    for name in pool.param_names:
-        param = pool.get_param(name)
-        if param.size:
-            numpy.testing.assert_allclose(
-                pool.get_grad(name), _numeric_grad(loss, param), rtol=1e-4, atol=1e-6
-            )
+    for node in nodes:
+        for name in node.param_names:
+            param = node.get_param(name)
+            if param.size:
+                numpy.testing.assert_allclose(
+                    node.get_grad(name), _numeric_grad(loss, param), rtol=1e-4, atol=1e-6
+                )
 
 
 def test_textcat_all_empty_batch_pools_to_zeros():
@@ -236,7 +250,7 @@ SMALL_TOK2VEC = {
 }
 
 
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS + COMBINED)
 def test_textcat_padding_invariant_with_birnn(nlp, pooling):
     """A doc alone and batched with longer and empty docs gets the same scores."""
     fix_random_seed(0)
@@ -299,8 +313,9 @@ def test_textcat_defaults_fill_config(nlp):
 
 def test_textcat_bad_arguments():
     tok2vec = fixed_tok2vec(True)
-    with pytest.raises(ValueError, match="pooling"):
-        RNNTextCat(tok2vec=tok2vec, pooling="sum")
+    for pooling in ["sum", "attention+sum", "max+max", "attention+", ""]:
+        with pytest.raises(ValueError, match="pooling"):
+            RNNTextCat(tok2vec=tok2vec, pooling=pooling)
     with pytest.raises(ValueError, match="dropout"):
         RNNTextCat(tok2vec=tok2vec, dropout=1.5)
     pool = pool_last(bidirectional=True)

@@ -93,7 +93,7 @@ def cats_of(nlp: spacy.Language, texts: List[str]) -> List[Dict[str, float]]:
 
 
 @pytest.mark.parametrize("factory", ["textcat", "textcat_multilabel"])
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS + ("attention+max",))
 def test_textcat_rnn_overfits_sst2_and_roundtrips(train_sentences, tmp_path, factory, pooling):
     nlp = make_nlp(factory, pooling)
     assert overfit(nlp, train_sentences) >= 0.99
