@@ -183,6 +183,7 @@ def _rnn_textcat(
 
 
 def _make_pool(name: str, tok2vec: Model, width: Optional[int]) -> Model[InT, OutT]:
+    """One pooling layer by name; "last" reads the tok2vec's direction."""
     if name == "last":
         return pool_last(bidirectional=_is_bidirectional(tok2vec), nO=width)
     if name == "mean":
