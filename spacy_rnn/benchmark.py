@@ -561,6 +561,18 @@ def measure_speed(
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> Dict[str, Any]:
     import spacy
     import torch
@@ -568,6 +580,7 @@ def machine_info() -> Dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "spacy": spacy.__version__,
@@ -636,6 +649,7 @@ def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> D
         "command": command_for(system, settings),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "data": {k: str(v) for k, v in data.items()},
+        "machine": machine_info(),
         "finished_at": None,
     }
     if system.kind == "baseline":
@@ -750,7 +764,7 @@ def run_benchmark(systems: Sequence[System], settings: Settings, speed: str = "r
         speeds = measure_speed({n: pipelines[n] for n in order}, texts, settings.speed_rounds,
                                settings.batch_size, log=msg.text)
         for name, figures in speeds.items():
-            results["systems"][name]["speed"] = figures
+            results["systems"][name]["speed"] = {**figures, "machine": results["machine"]}
         results = save_results(results, results_path, names=list(speeds))
     write_reports(results, settings.output, readme=settings.readme)
     msg.good(f"Results in {results_path} and {settings.output / 'results.md'}")
@@ -803,7 +817,7 @@ def markdown_tables(results: Dict[str, Any]) -> str:
         ]
         for e in sorted(ner, key=lambda e: -(e.get("test") or {}).get("f1", -1)):
             lines.append(_row(e, ["f1", "f1_strict", "semeval_partial_f1"], "f1"))
-        lines.append("")
+        lines += ["", machines_line(ner), ""]
     senti = [e for e in systems.values() if e.get("task") == "sentiment"]
     if senti:
         best = best_pooling(systems)
@@ -816,8 +830,35 @@ def markdown_tables(results: Dict[str, Any]) -> str:
         for e in sorted(senti, key=lambda e: -(e.get("test") or {}).get("accuracy", -1)):
             label = e["label"] + (" **(best pooling on dev)**" if e["name"] == best else "")
             lines.append(_row(e, ["accuracy", "macro_f1"], "accuracy", label=label))
-        lines.append("")
+        lines += ["", machines_line(senti), ""]
     return "\n".join(lines)
+
+
+def _machine_name(machine: Optional[Dict[str, Any]]) -> str:
+    if not machine:
+        return "not recorded"
+    return f"{machine.get('cpu_model') or machine.get('processor', '?')}, {machine.get('cpu_count', '?')} CPUs"
+
+
+def machines_line(entries: List[Dict[str, Any]]) -> str:
+    """Where the rows were trained and timed: a merged file can hold runs of
+    several machines, whose train times and words/s do not compare."""
+    trained: Dict[str, List[str]] = {}
+    timed: Dict[str, List[str]] = {}
+    for e in sorted(entries, key=lambda e: e["name"]):
+        trained.setdefault(_machine_name(e.get("machine")), []).append(e["name"])
+        if e.get("speed"):
+            timed.setdefault(_machine_name(e["speed"].get("machine")), []).append(e["name"])
+
+    def describe(groups: Dict[str, List[str]]) -> str:
+        if len(groups) == 1:
+            return next(iter(groups))
+        return "; ".join(f"{machine} ({', '.join(names)})" for machine, names in groups.items())
+
+    line = f"Trained on: {describe(trained)}."
+    if timed:
+        line += f" Words/s timed on: {describe(timed)}."
+    return line
 
 
 def _row(e: Dict[str, Any], cols: List[str], dev_col: str, label: Optional[str] = None) -> str:
@@ -854,7 +895,10 @@ def write_reports(results: Dict[str, Any], output: Path, readme: Optional[Path] 
         "batch 256, median of interleaved rounds in one process (all pipelines of a task measured together).",
         "Baselines have no spaCy pipeline, so no words/s.",
         "",
-        f"Machine: {machine.get('processor', '?')}, {machine.get('cpu_count', '?')} CPUs, "
+        "Runs merged from several machines do not compare in train time or words/s; under each table,",
+        "where its rows were trained and timed.",
+        "",
+        f"Machine of the last run: {_machine_name(machine)}, "
         f"{machine.get('platform', '?')}; Python {machine.get('python', '?')}, spaCy {machine.get('spacy', '?')}, "
         f"torch {machine.get('torch', '?')} ({machine.get('torch_threads', '?')} threads).",
         "",

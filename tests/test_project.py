@@ -248,6 +248,15 @@ def test_benchmark_results_merge_and_reports(tmp_path):
     # best pooling is chosen on dev (max: 0.82), not on test (mean: 0.85)
     assert "RNN-TEXTCAT-MAX **(best pooling on dev)**" in tables
     assert "RNN-TEXTCAT-MEAN **(best" not in tables
+    # where each row was trained and timed: one machine, or each with its rows
+    assert "Trained on: not recorded." in tables.split("### Sentiment")[1]
+    merged["systems"]["rnn-textcat-max"]["machine"] = {"cpu_model": "CPU B", "cpu_count": 2}
+    merged["systems"]["bilstm-crf"]["speed"]["machine"] = {"cpu_model": "CPU A", "cpu_count": 2}
+    merged["systems"]["spacy-default"]["speed"]["machine"] = {"cpu_model": "CPU A", "cpu_count": 2}
+    tables = markdown_tables(merged)
+    ner_part, senti_part = tables.split("### Sentiment")
+    assert "Trained on: not recorded. Words/s timed on: CPU A, 2 CPUs." in ner_part
+    assert "Trained on: CPU B, 2 CPUs (rnn-textcat-max); not recorded (rnn-textcat-mean)." in senti_part
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n", encoding="utf8")
     written = write_reports(merged, tmp_path / "out", readme=readme)
