@@ -561,8 +561,9 @@ def measure_speed(
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), else the architecture."""
+def cpu_model() -> Optional[str]:
+    """The CPU's model name from /proc/cpuinfo (Linux); None elsewhere, where
+    the tables fall back to the "processor" entry."""
     try:
         with open("/proc/cpuinfo", encoding="utf8") as f:
             for line in f:
@@ -570,7 +571,7 @@ def cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
 def machine_info() -> Dict[str, Any]:
