@@ -23,7 +23,8 @@ HIT = [1, 1, 0, 1, 0, 0]
 
 def test_ece_equal_mass_by_hand():
     # 3 equal-mass bins over the sorted confidences:
-    # {0.3, 0.55}: conf 0.425, acc 0.0; {0.6, 0.8}: conf 0.7, acc 0.5; {0.9, 0.95}: conf 0.925, acc 1
+    # {0.3, 0.55}: conf 0.425, acc 0.0; {0.6, 0.8}: conf 0.7, acc 0.5;
+    # {0.9, 0.95}: conf 0.925, acc 1
     expected = (2 * 0.425 + 2 * 0.2 + 2 * 0.075) / 6
     assert expected_calibration_error(CONF, HIT, n_bins=3) == pytest.approx(expected)
 
