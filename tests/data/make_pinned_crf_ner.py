@@ -76,8 +76,10 @@ TRAIN: List[Tuple[str, List[Tuple[int, int, str]]]] = [
         "Reuters reported that Microsoft bought a firm in Paris.",
         [(0, 7, "ORG"), (22, 31, "ORG"), (49, 54, "LOC")],
     ),
-    ("Maria flew to Madrid. She met Carlos Garcia there.", [(0, 5, "PER"), (14, 20, "LOC"),
-                                                           (30, 43, "PER")]),
+    (
+        "Maria flew to Madrid. She met Carlos Garcia there.",
+        [(0, 5, "PER"), (14, 20, "LOC"), (30, 43, "PER")],
+    ),
     ("The United Nations met in Geneva on Monday.", [(4, 18, "ORG"), (26, 32, "LOC")]),
     ("Nothing happened today.", []),
     ("Tom Hanks works for Sony in Tokyo.", [(0, 9, "PER"), (20, 24, "ORG"), (28, 33, "LOC")]),
