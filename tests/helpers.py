@@ -1,0 +1,266 @@
+"""Small pipelines, configs, examples and corpus paths that many tests build.
+
+Import it from any test file (tests/ is on the path through tests/conftest.py):
+
+    from helpers import crf_ner_nlp, ner_examples, tok2vec_config
+
+- Corpora: `DATA_DIR` (../shared/data beside the repo, or env SPACY_RNN_DATA) and
+  `data_path(*parts)`, which skips the test when the path is absent, except under
+  CI=true, where a missing corpus fails it. `head_lines` and `read_conll_columns`
+  cut small slices of them.
+- Configs (plain dicts, ready for `add_pipe(config={"model": ...})` or
+  `registry.resolve`): `tok2vec_config` (spacy.Tok2Vec.v2 with CharWordEmbed.v1
+  and BiRNNEncoder.v1, small by default), `crf_tagger_config`, `rnn_textcat_config`.
+- Pipelines: `crf_ner_nlp`, `textcat_nlp` (blank English with one component,
+  not initialized).
+- Data: `NER_SENTENCES` / `ner_examples`, `TEXTCAT_DATA` / `textcat_examples`,
+  `ent_tuples`.
+- Weights: `randomize_params`, for tests that compare two models' outputs: a
+  zero-initialised layer (the emission layer of CRFTagger, the output layer of
+  RNNTextCat) makes every output equal whatever the layers before it compute.
+"""
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import Model
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("SPACY_RNN_DATA", ROOT.parent / "shared" / "data"))
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+def in_ci() -> bool:
+    """True under CI=true, where a test may not skip for want of a corpus."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def data_path(*parts: str) -> Path:
+    """DATA_DIR joined with `parts` (e.g. data_path("conll2003", "train.txt")).
+
+    When it does not exist, the calling test is skipped, or failed under
+    CI=true: CI must run every corpus test, a laptop without the corpora need not.
+    """
+    path = DATA_DIR.joinpath(*parts)
+    if not path.exists():
+        message = (
+            f"corpus not found: {path} (set SPACY_RNN_DATA to the folder holding "
+            "conll2003/ and sst2/)"
+        )
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def head_lines(src: Path, dest: Path, n_rows: int, header: bool = True) -> Path:
+    """Write the first n_rows lines of `src` to `dest` (after its header line
+    when `header`), bytes and line endings unchanged; return `dest`."""
+    with Path(src).open(encoding="utf8", newline="") as file_:
+        lines = [line for _, line in zip(range(n_rows + int(header)), file_)]
+    Path(dest).write_text("".join(lines), encoding="utf8", newline="")
+    return Path(dest)
+
+
+def read_conll_columns(path: Path, limit: int) -> List[Tuple[List[str], List[str], List[str]]]:
+    """(words, POS tags, IOB entity tags) of the first `limit` sentences of a
+    CoNLL-2003 file (columns: token POS chunk NER); -DOCSTART- lines are skipped."""
+    sentences: List[Tuple[List[str], List[str], List[str]]] = []
+    words: List[str] = []
+    pos: List[str] = []
+    ner: List[str] = []
+    with Path(path).open(encoding="utf8") as file_:
+        for line in file_:
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if words:
+                    sentences.append((words, pos, ner))
+                    if len(sentences) >= limit:
+                        break
+                words, pos, ner = [], [], []
+                continue
+            words.append(fields[0])
+            pos.append(fields[1])
+            ner.append(fields[-1])
+    if words and len(sentences) < limit:
+        sentences.append((words, pos, ner))
+    return sentences
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def tok2vec_config(
+    width: int = 16,
+    depth: int = 1,
+    *,
+    encode_width: Optional[int] = None,
+    cell: Optional[str] = None,
+    bidirectional: Optional[bool] = None,
+    attrs: Sequence[str] = ("NORM", "SHAPE"),
+    rows: Sequence[int] = (500, 100),
+    char_width: int = 8,
+    char_embed_size: int = 8,
+    **embed: Any,
+) -> Dict[str, Any]:
+    """A small spacy.Tok2Vec.v2 block: CharWordEmbed.v1 (`width`, hash tables
+    `attrs`/`rows`, a char encoder of `char_width`, no static vectors, no
+    dropout) >> BiRNNEncoder.v1 (`encode_width`, default `width`; `depth`).
+
+    `cell` and `bidirectional` are written only when given (else the encoder's
+    defaults); any other CharWordEmbed.v1 argument goes in `embed` (e.g.
+    word_rows=50, char_encoder=None).
+    """
+    encode: Dict[str, Any] = {
+        "@architectures": "spacy_rnn.BiRNNEncoder.v1",
+        "width": width if encode_width is None else encode_width,
+        "depth": depth,
+    }
+    if cell is not None:
+        encode["cell"] = cell
+    if bidirectional is not None:
+        encode["bidirectional"] = bidirectional
+    return {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": {
+            "@architectures": "spacy_rnn.CharWordEmbed.v1",
+            "width": width,
+            "attrs": list(attrs),
+            "rows": list(rows),
+            "include_static_vectors": False,
+            "char_width": char_width,
+            "char_embed_size": char_embed_size,
+            "dropout": 0.0,
+            **embed,
+        },
+        "encode": encode,
+    }
+
+
+def crf_tagger_config(
+    version: str = "v1", tok2vec: Optional[Dict[str, Any]] = None, **kwargs: Any
+) -> Dict[str, Any]:
+    """The model block of crf_ner: spacy_rnn.CRFTagger.<version> over `tok2vec`
+    (default `tok2vec_config()`), nO left to the pipe; kwargs are the
+    architecture's other arguments (dropout for v2, lm_words/lm_weight for v3)."""
+    return {
+        "@architectures": f"spacy_rnn.CRFTagger.{version}",
+        "nO": None,
+        "tok2vec": tok2vec_config() if tok2vec is None else tok2vec,
+        **kwargs,
+    }
+
+
+def rnn_textcat_config(
+    version: str = "v1", tok2vec: Optional[Dict[str, Any]] = None, **kwargs: Any
+) -> Dict[str, Any]:
+    """The model block of textcat: spacy_rnn.RNNTextCat.<version> over `tok2vec`
+    (default `tok2vec_config()`); kwargs are its other arguments (pooling,
+    exclusive_classes, dropout; lm_words/lm_weight for v2)."""
+    return {
+        "@architectures": f"spacy_rnn.RNNTextCat.{version}",
+        "tok2vec": tok2vec_config() if tok2vec is None else tok2vec,
+        **kwargs,
+    }
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def crf_ner_nlp(model: Optional[Dict[str, Any]] = None, **component: Any) -> Language:
+    """spacy.blank("en") with one crf_ner pipe of `model` (default
+    `crf_tagger_config()`); `component` holds the pipe's other settings
+    (scheme, labels, ...). Not initialized."""
+    nlp = spacy.blank("en")
+    config = {"model": crf_tagger_config() if model is None else model, **component}
+    nlp.add_pipe("crf_ner", config=config)
+    return nlp
+
+
+def textcat_nlp(
+    model: Optional[Dict[str, Any]] = None, factory: str = "textcat"
+) -> Language:
+    """spacy.blank("en") with a pipe named "textcat" made by `factory`
+    ("textcat" or "textcat_multilabel") over `model` (default
+    `rnn_textcat_config()`, with exclusive_classes matching the factory).
+    Not initialized."""
+    if model is None:
+        model = rnn_textcat_config(exclusive_classes=factory == "textcat")
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, name="textcat", config={"model": model})
+    return nlp
+
+
+# --------------------------------------------------------------------------- data
+
+# Words and their IOB entity tags.
+NER_SENTENCES: List[Tuple[List[str], List[str]]] = [
+    (["Peter", "Blackburn", "went", "to", "Brussels", "."],
+     ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]),
+    (["EU", "rejects", "German", "call"], ["B-ORG", "O", "B-MISC", "O"]),
+    (["Anna", "lives", "in", "Paris", "."], ["B-PER", "O", "O", "B-LOC", "O"]),
+    (["Nothing", "happened", "here", "."], ["O", "O", "O", "O"]),
+]
+
+# Text and its label (POS or NEG): words that tell the labels apart at once.
+TEXTCAT_DATA: List[Tuple[str, str]] = [
+    ("a great and moving film", "POS"),
+    ("a dull and tired film", "NEG"),
+    ("great fun", "POS"),
+    ("tired and dull", "NEG"),
+]
+
+
+def ner_examples(
+    nlp: Language, sentences: Iterable[Tuple[List[str], List[str]]] = NER_SENTENCES
+) -> List[Example]:
+    """One Example per (words, IOB tags), its predicted doc unannotated."""
+    return [
+        Example(Doc(nlp.vocab, words=words), Doc(nlp.vocab, words=words, ents=tags))
+        for words, tags in sentences
+    ]
+
+
+def textcat_examples(
+    nlp: Language,
+    data: Iterable[Tuple[str, str]] = TEXTCAT_DATA,
+    labels: Sequence[str] = ("POS", "NEG"),
+) -> List[Example]:
+    """One Example per (text, label), with cats 1.0 for the label, 0.0 for the
+    other `labels`."""
+    return [
+        Example.from_dict(
+            nlp.make_doc(text), {"cats": {name: float(name == label) for name in labels}}
+        )
+        for text, label in data
+    ]
+
+
+def ent_tuples(docs: Iterable[Doc]) -> List[List[Tuple[int, int, str]]]:
+    """(start, end, label) of each doc's entities, for comparing predictions."""
+    return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def randomize_params(model: Model, seed: int = 0, scale: float = 0.5) -> Model:
+    """Set every thinc parameter of `model` and the nodes under it to
+    N(0, scale) values (float32, seeded); torch modules inside shims keep theirs.
+    Returns `model`."""
+    rng = numpy.random.default_rng(seed)
+    for node in model.walk():
+        for name in node.param_names:
+            if node.has_param(name):
+                shape = node.get_param(name).shape
+                values = rng.normal(0.0, scale, shape).astype("float32")
+                node.set_param(name, node.ops.asarray(values))
+    return model
