@@ -1,0 +1,288 @@
+"""How many intra-op threads torch uses inside our layers.
+
+Our torch work is many small steps (one LSTM/GRU time step, one CRF step, a
+small matmul): too small for a second OpenMP thread to pay off, and when
+another process keeps a core busy, torch's default of one thread per core
+makes every step wait for a thread that is not running (a 60x slowdown
+measured on a 2-core machine; docs/threads.md). So our layers run torch with
+one intra-op thread by default; parallelism across documents comes from
+`nlp.pipe(n_process=...)`.
+
+`torch_threads()` sets the policy's number for the duration of one of our
+torch computations and puts back the caller's own setting afterwards, so the
+user's own torch code keeps whatever threads it had. The number comes from,
+first to last:
+
+1. `set_torch_threads(n)` from Python;
+2. the environment variable SPACY_RNN_TORCH_THREADS (read at first use, or
+   again after `refresh()`);
+3. the `spacy_rnn.torch_threads.v1` callback in a pipeline's config (in
+   `[nlp.before_creation]`, so it is applied at `spacy.load`);
+4. the default, 1.
+
+Each is a positive int or "torch" (leave torch's own setting alone). An int
+is capped by the CPUs this process may use: its affinity mask and its
+cgroup's CPU quota (a container's `--cpus`). A forked child (spaCy's
+`nlp.pipe(n_process=N)` on Linux) uses one thread: GNU OpenMP deadlocks in a
+child forked after the parent ran OpenMP threads, and N workers share the
+cores anyway.
+"""
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Optional, Union
+
+import torch
+from spacy.util import registry
+
+ENV_VAR = "SPACY_RNN_TORCH_THREADS"
+DEFAULT_THREADS = 1
+LEAVE_TO_TORCH = "torch"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+Setting = Union[int, str, None]  # a positive int, "torch", or None (not set at this level)
+
+_python_setting: Setting = None
+_config_setting: Setting = None
+_in_forked_child = False
+# the policy's number, computed once; 0 = not computed, -1 = "torch"
+_cached: int = 0
+_LEAVE = -1
+
+# torch's thread count is process-wide: nested or concurrent scopes (several
+# Python threads running our layers) set it once and the last to leave puts
+# back what the first found.
+_lock = threading.Lock()
+_depth = 0
+_saved = 0
+
+
+def parse_setting(value: Any, source: str) -> Union[int, str]:
+    """A setting as an int >= 1 or "torch"; `source` names where the value
+    came from, for the error."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == LEAVE_TO_TORCH:
+            return LEAVE_TO_TORCH
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(
+                f"{source}: expected a positive number of threads or {LEAVE_TO_TORCH!r} "
+                f"(leave torch's own setting alone), got {text!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{source}: expected a positive number of threads or {LEAVE_TO_TORCH!r} "
+            f"(leave torch's own setting alone), got {value!r}"
+        )
+    return value
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _own_cgroup_dirs(proc_cgroup: Path) -> List[str]:
+    """The cgroup paths of this process from /proc/self/cgroup ("/" in most
+    containers, which see their own cgroup as the root)."""
+    text = _read(proc_cgroup)
+    paths = []
+    for line in (text or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and (parts[1] == "" or "cpu" in parts[1].split(",")):
+            paths.append(parts[2].lstrip("/"))
+    return paths
+
+
+def _candidate_dirs(root: Path, proc_cgroup: Path) -> Iterable[Path]:
+    own = _own_cgroup_dirs(proc_cgroup)
+    for base in (root, root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"):
+        yield base
+        for path in own:
+            if path:
+                yield base / path
+
+
+def cgroup_cpu_quota(
+    root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> Optional[float]:
+    """The CPU quota of this process's cgroup in CPUs (e.g. 1.5), or None if
+    there is none: cgroup v2 `cpu.max` ("max 100000" or "150000 100000"),
+    cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` (-1 = none). Where
+    several levels set one, the smallest counts."""
+    quotas = []
+    for directory in _candidate_dirs(root, proc_cgroup):
+        v2 = _read(directory / "cpu.max")
+        if v2 is not None:
+            fields = v2.split()
+            if len(fields) >= 1 and fields[0] != "max":
+                period = fields[1] if len(fields) > 1 else "100000"
+                try:
+                    quota, per = int(fields[0]), int(period)
+                except ValueError:
+                    continue
+                if quota > 0 and per > 0:
+                    quotas.append(quota / per)
+            continue
+        quota_text = _read(directory / "cpu.cfs_quota_us")
+        period_text = _read(directory / "cpu.cfs_period_us")
+        if quota_text is None or period_text is None:
+            continue
+        try:
+            quota, per = int(quota_text), int(period_text)
+        except ValueError:
+            continue
+        if quota > 0 and per > 0:
+            quotas.append(quota / per)
+    return min(quotas) if quotas else None
+
+
+def available_cpus(
+    root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> int:
+    """The CPUs this process can use: its affinity mask, capped by its
+    cgroup's CPU quota (rounded down, at least 1)."""
+    if hasattr(os, "sched_getaffinity"):
+        cpus = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover (macOS, Windows)
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(root, proc_cgroup)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return max(1, cpus)
+
+
+def requested_setting() -> Union[int, str]:
+    """The setting in force before the CPU caps: Python, else the environment
+    variable, else the config callback, else the default."""
+    if _python_setting is not None:
+        return _python_setting
+    env = os.environ.get(ENV_VAR)
+    if env is not None and env.strip():
+        return parse_setting(env, f"environment variable {ENV_VAR}")
+    if _config_setting is not None:
+        return _config_setting
+    return DEFAULT_THREADS
+
+
+def policy_threads() -> Optional[int]:
+    """The number of intra-op threads our layers run torch with, or None to
+    leave torch's own setting alone. Computed once (see `refresh`)."""
+    global _cached
+    if _cached == 0:
+        setting = requested_setting()
+        if setting == LEAVE_TO_TORCH:
+            _cached = _LEAVE
+        elif _in_forked_child:
+            _cached = 1
+        else:
+            _cached = min(int(setting), available_cpus())
+    return None if _cached == _LEAVE else _cached
+
+
+def refresh() -> None:
+    """Forget the computed number, so the next use reads the environment
+    variable and the CPU limits again."""
+    global _cached
+    _cached = 0
+
+
+def set_torch_threads(n_threads: Setting) -> None:
+    """Set the number of intra-op threads our layers use, from Python: a
+    positive int (capped by the CPUs available), "torch" to leave torch's own
+    setting alone, or None to go back to the environment variable, config
+    or default. Overrides the environment variable and the config."""
+    global _python_setting
+    _python_setting = None if n_threads is None else parse_setting(
+        n_threads, "set_torch_threads")
+    refresh()
+
+
+def set_config_torch_threads(n_threads: Setting) -> None:
+    """The config-level setting (what `spacy_rnn.torch_threads.v1` applies);
+    the environment variable and `set_torch_threads` override it."""
+    global _config_setting
+    _config_setting = None if n_threads is None else parse_setting(
+        n_threads, "spacy_rnn.torch_threads.v1: n_threads")
+    refresh()
+
+
+class torch_threads:
+    """Context manager around one of our torch computations: torch runs with
+    the policy's number of intra-op threads inside and the caller's own number
+    is put back on exit. Costs two `torch.get_num_threads` calls and a lock
+    when the numbers already agree."""
+
+    __slots__ = ("_entered",)
+
+    def __init__(self) -> None:
+        self._entered = False
+
+    def __enter__(self) -> "torch_threads":
+        global _depth, _saved
+        n_threads = _cached if _cached != 0 else (policy_threads() or _LEAVE)
+        if n_threads == _LEAVE:
+            return self
+        with _lock:
+            if _depth == 0:
+                _saved = torch.get_num_threads()
+                if _saved != n_threads:
+                    torch.set_num_threads(n_threads)
+            _depth += 1
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _depth
+        if not self._entered:
+            return
+        self._entered = False
+        with _lock:
+            if _depth == 0:  # reset by a fork in between
+                return
+            _depth -= 1
+            if _depth == 0 and torch.get_num_threads() != _saved:
+                torch.set_num_threads(_saved)
+
+
+@registry.callbacks("spacy_rnn.torch_threads.v1")
+def create_torch_threads_callback(n_threads: Optional[Union[int, str]] = None) -> Callable:
+    """A callback for `[nlp.before_creation]` (applied at `spacy.load` and
+    `spacy train`) or `[initialize.before_init]` (applied at training only)
+    that sets the number of torch intra-op threads our layers use:
+
+        [nlp.before_creation]
+        @callbacks = "spacy_rnn.torch_threads.v1"
+        n_threads = 1
+
+    n_threads: a positive int (capped by the CPUs available), "torch" to
+        leave torch's own setting alone, or null for the default (1). The
+        environment variable SPACY_RNN_TORCH_THREADS and `set_torch_threads`
+        override it.
+    """
+    setting = None if n_threads is None else parse_setting(
+        n_threads, "spacy_rnn.torch_threads.v1: n_threads")
+
+    def apply_torch_threads(obj: Any) -> Any:
+        set_config_torch_threads(setting)
+        return obj
+
+    return apply_torch_threads
+
+
+def _after_fork_in_child() -> None:
+    global _in_forked_child, _lock, _depth
+    _in_forked_child = True
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _depth = 0
+    refresh()
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
