@@ -42,6 +42,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from spacy.tokens import Doc, Span
 
 from .evaluation import copy_doc, evaluate_ner, evaluate_textcat, save_docs, write_metrics
+from .extras import require
 
 Features = Dict[str, Any]
 NER_KINDS = ("lr", "crf")
@@ -149,7 +150,7 @@ class NERBaseline:
         labels = self.model.predict(self.vectorizer.transform(flat))
         out, k = [], 0
         for sent in feats:
-            out.append([str(t) for t in labels[k : k + len(sent)]])
+            out.append([str(t) for t in labels[k:k + len(sent)]])
             k += len(sent)
         return out
 
@@ -178,8 +179,7 @@ def train_ner_baseline(
         raise ValueError("the training docs hold no entities")
     start = time.perf_counter()
     if kind == "crf":
-        import sklearn_crfsuite
-
+        sklearn_crfsuite = require("sklearn_crfsuite", "baselines", "The CRFsuite NER baseline")
         model = sklearn_crfsuite.CRF(
             algorithm="lbfgs", c1=c1, c2=c2, max_iterations=max_iter, all_possible_transitions=True
         )

