@@ -14,24 +14,21 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Model, fix_random_seed
 
+from helpers import (
+    TEXTCAT_DATA,
+    crf_ner_nlp,
+    crf_tagger_config,
+    randomize_params,
+    rnn_textcat_config,
+    textcat_examples,
+    textcat_nlp,
+    tok2vec_config,
+)
 from spacy_rnn.ml.lm_objective import lm_targets, with_lm_objective
 
-TOK2VEC = {
-    "@architectures": "spacy.Tok2Vec.v2",
-    "embed": {
-        "@architectures": "spacy_rnn.CharWordEmbed.v1",
-        "width": 16,
-        "attrs": ["SHAPE"],
-        "rows": [100],
-        "include_static_vectors": False,
-        "char_width": 8,
-        "char_embed_size": 8,
-        "dropout": 0.0,
-        "word_rows": 50,
-        "word_dropout": 0.0,
-    },
-    "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 8, "depth": 1},
-}
+TOK2VEC = tok2vec_config(
+    16, encode_width=8, attrs=["SHAPE"], rows=[100], word_rows=50, word_dropout=0.0
+)
 
 WORDS = [
     ["Peter", "Blackburn", "went", "to", "Brussels", "."],
@@ -103,7 +100,9 @@ def test_lm_gradient_matches_finite_differences():
     captured = {}
     # the encoder replaced by fixed outputs and a backprop that keeps its gradient
     Ys2, _ = model.layers[0](docs, is_train=False)
-    model.layers[0] = Model("spy", lambda m, X, is_train: (Ys2, lambda dY: captured.setdefault("dY", dY)))
+    model.layers[0] = Model(
+        "spy", lambda m, X, is_train: (Ys2, lambda dY: captured.setdefault("dY", dY))
+    )
     Ys3, backprop = model(docs, is_train=True)
     backprop([numpy.zeros_like(Y) for Y in Ys3])
     dY = captured["dY"]
@@ -124,7 +123,8 @@ def test_lm_gradient_matches_finite_differences():
             model.set_param("W", W2)
             captured[store] = _direct_loss(model, Ys2, docs)
         model.set_param("W", W)
-        assert dW[idx] == pytest.approx((captured["p"] - captured["m"]) / (2 * eps), rel=2e-2, abs=2e-3)
+        numeric = (captured["p"] - captured["m"]) / (2 * eps)
+        assert dW[idx] == pytest.approx(numeric, rel=2e-2, abs=2e-3)
 
 
 def test_no_half_sees_the_word_it_predicts():
@@ -145,15 +145,21 @@ def test_no_half_sees_the_word_it_predicts():
 
 
 def test_prediction_is_the_plain_tagger():
+    """v3 with v1's weights gives v1's emission scores at prediction time. The
+    emission layer starts at zero, so it gets random weights first: through
+    zeros every score is 0.0, whatever the encoder's output."""
     fix_random_seed(0)
     v1 = registry.architectures.get("spacy_rnn.CRFTagger.v1")(_tok2vec(), nO=5)
     v1.initialize(X=_docs())
+    randomize_params(v1.get_ref("output_layer"), seed=1)
     v3 = registry.architectures.get("spacy_rnn.CRFTagger.v3")(_tok2vec(), nO=5, lm_words=20)
     v3.initialize(X=_docs())
     v3.get_ref("tok2vec").from_bytes(v1.get_ref("tok2vec").to_bytes())
     v3.get_ref("output_layer").from_bytes(v1.get_ref("output_layer").to_bytes())
     docs = _docs()
-    for a, b in zip(v1.predict(docs), v3.predict(docs)):
+    scores1 = v1.predict(docs)
+    assert all(s.std() > 0.01 for s in scores1 if len(s) > 1)
+    for a, b in zip(scores1, v3.predict(docs)):
         numpy.testing.assert_array_equal(a, b)
 
 
@@ -169,17 +175,14 @@ def test_needs_a_one_layer_bidirectional_birnn_encoder(change):
 
 TRAIN = [
     ("Peter Blackburn went to Brussels .", [(0, 15, "PER"), (24, 32, "LOC")]),
-    ("EU rejects German call to boycott British lamb .", [(0, 2, "ORG"), (11, 17, "MISC"), (34, 41, "MISC")]),
+    ("EU rejects German call to boycott British lamb .",
+     [(0, 2, "ORG"), (11, 17, "MISC"), (34, 41, "MISC")]),
     ("Anna lives in Paris .", [(0, 4, "PER"), (14, 19, "LOC")]),
 ]
 
 
 def _nlp():
-    nlp = spacy.blank("en")
-    nlp.add_pipe("crf_ner", config={"model": {
-        "@architectures": "spacy_rnn.CRFTagger.v3", "tok2vec": TOK2VEC, "lm_words": 30, "lm_weight": 1.0,
-    }})
-    return nlp
+    return crf_ner_nlp(crf_tagger_config("v3", TOK2VEC, lm_words=30, lm_weight=1.0))
 
 
 def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
@@ -197,7 +200,8 @@ def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
         lm_losses.append(step["crf_ner_lm"])
         assert step["crf_ner_lm"] == lm.attrs["loss"]
         losses.append(step["crf_ner"])
-    assert lm_losses[-1] < 0.5 * lm_losses[0]  # the objective is learned (the sentences are memorised)
+    # the objective is learned (the sentences are memorised)
+    assert lm_losses[-1] < 0.5 * lm_losses[0]
     assert losses[-1] < 0.1 * losses[0]
     texts = [t for t, _ in TRAIN]
     expected = [[(e.text, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
@@ -205,25 +209,19 @@ def test_crf_ner_trains_with_the_objective_and_round_trips(tmp_path):
     nlp.to_disk(tmp_path / "m")
     for other in (spacy.load(tmp_path / "m"), pickle.loads(pickle.dumps(nlp))):
         assert [[(e.text, e.label_) for e in doc.ents] for doc in other.pipe(texts)] == expected
-        assert len(other.get_pipe("crf_ner").model.layers[0].attrs["index"]) == len(lm.attrs["index"])
+        index = other.get_pipe("crf_ner").model.layers[0].attrs["index"]
+        assert len(index) == len(lm.attrs["index"])
         # Training goes on from the loaded pipeline (as `spacy train` with a sourced component).
-        step = other.update([Example.from_dict(other.make_doc(t), {"entities": e}) for t, e in TRAIN],
-                            sgd=optimizer, drop=0.0)
+        more = [Example.from_dict(other.make_doc(t), {"entities": e}) for t, e in TRAIN]
+        step = other.update(more, sgd=optimizer, drop=0.0)
         assert 0 < step["crf_ner_lm"] < lm_losses[0]
 
 
 def test_rnn_textcat_v2_learns_the_objective_and_predicts_as_v1(tmp_path):
     fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("textcat", config={"model": {
-        "@architectures": "spacy_rnn.RNNTextCat.v2", "tok2vec": TOK2VEC, "lm_words": 30, "lm_weight": 1.0,
-    }})
-    data = [("a great and moving film", "POS"), ("a dull and tired film", "NEG"),
-            ("great fun", "POS"), ("tired and dull", "NEG")]
-    examples = [
-        Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(c == "POS"), "NEG": float(c == "NEG")}})
-        for t, c in data
-    ]
+    nlp = textcat_nlp(rnn_textcat_config("v2", TOK2VEC, lm_words=30, lm_weight=1.0))
+    data = TEXTCAT_DATA
+    examples = textcat_examples(nlp, data)
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = 0.01
     lm = nlp.get_pipe("textcat").model.get_ref("lm_objective")
@@ -237,8 +235,7 @@ def test_rnn_textcat_v2_learns_the_objective_and_predicts_as_v1(tmp_path):
     cats = [doc.cats for doc in nlp.pipe(texts)]
     assert [max(c, key=c.get) for c in cats] == [c for _, c in data]
     # v1 with the same weights predicts the same scores
-    v1 = spacy.blank("en")
-    v1.add_pipe("textcat", config={"model": {"@architectures": "spacy_rnn.RNNTextCat.v1", "tok2vec": TOK2VEC}})
+    v1 = textcat_nlp(rnn_textcat_config("v1", TOK2VEC))
     v1.initialize(lambda: examples)
     v2_model = nlp.get_pipe("textcat").model
     v1_model = v1.get_pipe("textcat").model

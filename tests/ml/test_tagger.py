@@ -5,32 +5,21 @@ import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc
-from spacy.training import Example
 from spacy.util import registry
 from thinc.api import fix_random_seed, set_dropout_rate
 
+from helpers import (
+    NER_SENTENCES,
+    crf_ner_nlp,
+    crf_tagger_config,
+    ner_examples,
+    randomize_params,
+    tok2vec_config,
+)
 from spacy_rnn.ml.dropout import fixed_dropout
 
-TOK2VEC = {
-    "@architectures": "spacy.Tok2Vec.v2",
-    "embed": {
-        "@architectures": "spacy_rnn.CharWordEmbed.v1",
-        "width": 32,
-        "attrs": ["NORM", "SHAPE"],
-        "rows": [500, 100],
-        "include_static_vectors": False,
-        "char_width": 16,
-        "char_embed_size": 8,
-        "dropout": 0.0,
-    },
-    "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1},
-}
-
-WORDS = [
-    ["Peter", "Blackburn", "went", "to", "Brussels", "."],
-    ["EU", "rejects", "German", "call"],
-    ["Hi"],
-]
+TOK2VEC = tok2vec_config(32, char_width=16)
+WORDS = [NER_SENTENCES[0][0], NER_SENTENCES[1][0], ["Hi"]]
 
 
 def _docs():
@@ -39,11 +28,15 @@ def _docs():
 
 
 def _build(version: str, **kwargs):
+    """CRFTagger.<version> with the same seed, so v1 and v2 start with the
+    same weights; the emission layer (zero at first) gets random ones, else
+    every emission score would be 0.0 whatever the layers before it compute."""
     fix_random_seed(0)
     fn = registry.architectures.get(f"spacy_rnn.CRFTagger.{version}")
     tok2vec = registry.resolve({"x": TOK2VEC})["x"]
     model = fn(tok2vec, nO=5, **kwargs)
     model.initialize(X=_docs())
+    randomize_params(model.get_ref("output_layer"), seed=1)
     return model
 
 
@@ -74,8 +67,12 @@ def test_crf_tagger_v2_predicts_like_v1():
     for a, b in zip(params1, params2):
         numpy.testing.assert_array_equal(a, b)
     docs = _docs()
-    for a, b in zip(v1.predict(docs), v2.predict(docs)):
-        numpy.testing.assert_allclose(a, b, rtol=1e-6)
+    scores1 = v1.predict(docs)
+    # Scores that differ by token and by tag, so that a v2 that scales or
+    # shifts them at prediction time cannot match.
+    assert all(s.std() > 0.05 and numpy.abs(s).max() > 0.1 for s in scores1)
+    for a, b in zip(scores1, v2.predict(docs)):
+        numpy.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
@@ -86,11 +83,9 @@ def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
     (node,) = [n for n in model.walk() if n.name == "fixed_dropout"]
     assert node.attrs["fixed_dropout_rate"] == 0.5
     docs = _docs()
-    # Emission scores only (the CRF node passes them through): zero-initialized
-    # output weights would hide the dropout, so give them values.
+    # Emission scores only (the CRF node passes them through); _build gave the
+    # output layer random weights, so dropout shows in them.
     output = model.get_ref("output_layer")
-    W = numpy.random.RandomState(0).normal(size=output.get_param("W").shape)
-    output.set_param("W", W.astype("float32"))
     predicted = model.predict(docs)
     trained, backprop = model.begin_update(docs)
     assert any(not numpy.allclose(a, b) for a, b in zip(predicted, trained))
@@ -103,21 +98,9 @@ def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
 
 def test_crf_ner_with_crf_tagger_v2_learns_and_round_trips():
     fix_random_seed(0)
-    model = {
-        "@architectures": "spacy_rnn.CRFTagger.v2",
-        "nO": None,
-        "dropout": 0.3,
-        "tok2vec": TOK2VEC,
-    }
-    nlp = spacy.blank("en")
-    nlp.add_pipe("crf_ner", config={"model": model})
-    examples = []
-    for words, ents in [
-        (WORDS[0], ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]),
-        (WORDS[1], ["B-ORG", "O", "B-MISC", "O"]),
-    ]:
-        doc = Doc(nlp.vocab, words=words)
-        examples.append(Example(doc, Doc(nlp.vocab, words=words, ents=ents)))
+    model = crf_tagger_config("v2", TOK2VEC, dropout=0.3)
+    nlp = crf_ner_nlp(model)
+    examples = ner_examples(nlp, NER_SENTENCES[:2])
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = 0.03
     losses = []
@@ -127,8 +110,7 @@ def test_crf_ner_with_crf_tagger_v2_learns_and_round_trips():
         losses.append(step["crf_ner"])
     assert losses[-1] < 0.1 * losses[0]
     assert nlp.evaluate(examples)["ents_f"] == 1.0
-    other = spacy.blank("en")
-    other.add_pipe("crf_ner", config={"model": model})
+    other = crf_ner_nlp(model)
     other.from_bytes(nlp.to_bytes())
     texts = [" ".join(w) for w in WORDS]
     expected = [[(e.start, e.end, e.label_) for e in d.ents] for d in nlp.pipe(texts)]
