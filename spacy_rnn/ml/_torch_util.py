@@ -5,29 +5,21 @@ optimizer updates the torch parameters in `finish_update` and the weights
 travel with `to_bytes`/`to_disk`/pickle. We call the shim directly instead of
 going through `PyTorchWrapper`: the layers convert their own inputs (one flat
 array per batch, index tensors for packing), which avoids the wrapper's
-recursive conversions and per-sequence padding.
+recursive conversions and per-sequence padding. `run_shim` runs the forward
+pass and the backprop under the thread policy (threads.py).
 """
 import contextlib
-import os
 from io import BytesIO
 from typing import Any, Callable, Sequence, Tuple
 
 import torch
 from thinc.api import ArgsKwargs, PyTorchShim, get_torch_default_device, xp2torch
 
+# threads.py also sets one torch thread in forked children (nlp.pipe(n_process=N)
+# on Linux), where GNU OpenMP would otherwise deadlock.
+from .threads import torch_threads
+
 _FLUSH_DENORMAL_SET = False
-
-
-def _single_thread_after_fork() -> None:
-    # A process forked after torch ran OpenMP threads (spaCy's
-    # nlp.pipe(n_process=N) forks on Linux) deadlocks at its first torch call
-    # with GNU OpenMP; one thread per worker avoids it, and N workers share
-    # the cores anyway.
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 def flush_denormal() -> None:
@@ -93,21 +85,20 @@ def _deserialize(module: Any, state_bytes: bytes, device: "torch.device") -> Any
     return module
 
 
-def shim_device(shim: PyTorchShim) -> "torch.device":
-    return shim.device
-
-
 def run_shim(
     shim: PyTorchShim, args: Sequence[Any], is_train: bool
 ) -> Tuple["torch.Tensor", Callable[["torch.Tensor"], ArgsKwargs]]:
     """Run the shim's module on positional tensors. Returns the output tensor and
     a callback that takes the output's gradient (a tensor of the same shape),
     backpropagates it through the module (accumulating parameter gradients for
-    `finish_update`) and returns the gradients of the inputs as ArgsKwargs."""
-    Y, torch_backprop = shim(ArgsKwargs(args=tuple(args), kwargs={}), is_train)
+    `finish_update`) and returns the gradients of the inputs as ArgsKwargs.
+    Both run with the policy's number of torch threads (`torch_threads`)."""
+    with torch_threads():
+        Y, torch_backprop = shim(ArgsKwargs(args=tuple(args), kwargs={}), is_train)
 
     def backprop(dY: "torch.Tensor") -> ArgsKwargs:
-        return torch_backprop(ArgsKwargs(args=((Y,),), kwargs={"grad_tensors": (dY,)}))
+        with torch_threads():
+            return torch_backprop(ArgsKwargs(args=((Y,),), kwargs={"grad_tensors": (dY,)}))
 
     return Y, backprop
 

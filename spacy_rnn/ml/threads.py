@@ -61,6 +61,7 @@ _saved = 0
 def parse_setting(value: Any, source: str) -> Union[int, str]:
     """A setting as an int >= 1 or "torch"; `source` names where the value
     came from, for the error."""
+    original = value
     if isinstance(value, str):
         text = value.strip()
         if text.lower() == LEAVE_TO_TORCH:
@@ -75,7 +76,7 @@ def parse_setting(value: Any, source: str) -> Union[int, str]:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
             f"{source}: expected a positive number of threads or {LEAVE_TO_TORCH!r} "
-            f"(leave torch's own setting alone), got {value!r}"
+            f"(leave torch's own setting alone), got {original!r}"
         )
     return value
 

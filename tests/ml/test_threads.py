@@ -1,0 +1,287 @@
+"""The torch thread policy (spacy_rnn/ml/threads.py): the policy's number is
+set during a real layer's forward and backprop and the caller's own setting
+is put back after; the environment variable, the config callback (also
+through spacy.load) and Python set it, in that order of precedence upwards;
+the affinity mask and the cgroup CPU quota cap it; "torch" leaves torch
+alone; bad values name their source; a forked child runs one thread."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+import torch
+from spacy.util import registry
+from thinc.api import Config, fix_random_seed
+
+from spacy_rnn.ml import threads
+
+ENV = threads.ENV_VAR
+
+
+@pytest.fixture(autouse=True)
+def clean_policy(monkeypatch):
+    """Each test starts from the default policy and torch's own setting, and
+    leaves them as it found them."""
+    monkeypatch.delenv(ENV, raising=False)
+    before = torch.get_num_threads()
+    threads.set_torch_threads(None)
+    threads.set_config_torch_threads(None)
+    yield
+    threads.set_torch_threads(None)
+    threads.set_config_torch_threads(None)
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def four_cpus(monkeypatch):
+    """Pretend the process may use 4 CPUs, so that settings above this
+    machine's core count are not capped."""
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 4)
+    threads.refresh()
+
+
+class Record(torch.autograd.Function):
+    """Identity that records torch's thread count in forward and backward."""
+
+    seen = {"forward": [], "backward": []}
+
+    @staticmethod
+    def forward(ctx, X):
+        Record.seen["forward"].append(torch.get_num_threads())
+        return X.view_as(X)
+
+    @staticmethod
+    def backward(ctx, dY):
+        Record.seen["backward"].append(torch.get_num_threads())
+        return dY
+
+
+def make_recording_encoder():
+    """A BiRNNEncoder.v1 whose torch module records the thread count while
+    its forward and its backward run."""
+    fix_random_seed(0)
+    model = registry.architectures.get("spacy_rnn.BiRNNEncoder.v1")(
+        width=6, depth=1, cell="lstm", bidirectional=True, dropout=0.0
+    )
+    X = [numpy.random.default_rng(0).normal(size=(n, 5)).astype("float32") for n in (7, 3)]
+    model.initialize(X=X)
+    module = model.shims[0]._model
+    original = module.forward
+
+    def forward(*args):
+        return Record.apply(original(*args))
+
+    module.forward = forward
+    Record.seen = {"forward": [], "backward": []}
+    return model, X
+
+
+def run_layer(caller_threads):
+    """Forward and backprop through the encoder with torch set to
+    `caller_threads` outside; returns the counts seen inside and checks that
+    the caller's setting is back after each call."""
+    model, X = make_recording_encoder()
+    torch.set_num_threads(caller_threads)
+    Y, backprop = model.begin_update(X)
+    assert torch.get_num_threads() == caller_threads
+    backprop([numpy.ones_like(y) for y in Y])
+    assert torch.get_num_threads() == caller_threads
+    model.predict(X)
+    assert torch.get_num_threads() == caller_threads
+    return Record.seen
+
+
+def test_default_is_one_thread_inside_and_callers_setting_after():
+    seen = run_layer(caller_threads=2)
+    assert seen == {"forward": [1, 1], "backward": [1]}
+
+
+def test_python_setting_inside_and_restored(four_cpus):
+    threads.set_torch_threads(3)
+    seen = run_layer(caller_threads=1)
+    assert seen == {"forward": [3, 3], "backward": [3]}
+
+
+def test_torch_setting_leaves_torch_alone(monkeypatch):
+    monkeypatch.setenv(ENV, "torch")
+    threads.refresh()
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    seen = run_layer(caller_threads=2)
+    assert seen == {"forward": [2, 2], "backward": [2]}
+    assert calls == [2]  # only the test's own call
+    assert threads.policy_threads() is None
+
+
+def test_env_variable(monkeypatch, four_cpus):
+    monkeypatch.setenv(ENV, " 3 ")
+    threads.refresh()
+    assert threads.policy_threads() == 3
+    assert run_layer(caller_threads=1)["backward"] == [3]
+
+
+def test_env_variable_read_once_until_refresh(monkeypatch, four_cpus):
+    assert threads.policy_threads() == 1
+    monkeypatch.setenv(ENV, "2")
+    assert threads.policy_threads() == 1
+    threads.refresh()
+    assert threads.policy_threads() == 2
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1.5"])
+def test_bad_env_value_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv(ENV, value)
+    threads.refresh()
+    with pytest.raises(ValueError, match=f"environment variable {ENV}.*{value!r}"):
+        threads.policy_threads()
+    model, X = make_recording_encoder()
+    with pytest.raises(ValueError, match=ENV):
+        model.predict(X)
+
+
+@pytest.mark.parametrize("value", [0, "x", True, 2.0])
+def test_bad_python_and_callback_values(value):
+    with pytest.raises(ValueError, match="set_torch_threads"):
+        threads.set_torch_threads(value)
+    with pytest.raises(ValueError, match="spacy_rnn.torch_threads.v1: n_threads"):
+        threads.create_torch_threads_callback(value)
+
+
+def test_precedence_python_over_env_over_config(monkeypatch, four_cpus):
+    callback = registry.callbacks.get("spacy_rnn.torch_threads.v1")(n_threads=2)
+    marker = object()
+    assert callback(marker) is marker  # usable in nlp.before_creation etc.
+    assert threads.policy_threads() == 2
+    monkeypatch.setenv(ENV, "3")
+    threads.refresh()
+    assert threads.policy_threads() == 3
+    threads.set_torch_threads(4)
+    assert threads.policy_threads() == 4
+    threads.set_torch_threads(None)
+    assert threads.policy_threads() == 3
+    monkeypatch.delenv(ENV)
+    threads.refresh()
+    assert threads.policy_threads() == 2
+    registry.callbacks.get("spacy_rnn.torch_threads.v1")(n_threads=None)(marker)
+    assert threads.policy_threads() == 1
+
+
+NLP_CONFIG = """
+[nlp]
+lang = "en"
+pipeline = []
+
+[nlp.before_creation]
+@callbacks = "spacy_rnn.torch_threads.v1"
+n_threads = {n_threads}
+
+[components]
+"""
+
+
+def test_config_callback_saved_with_the_pipeline(tmp_path, four_cpus):
+    config = Config().from_str(NLP_CONFIG.format(n_threads=3))
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    assert threads.policy_threads() == 3
+    nlp.to_disk(tmp_path / "model")
+    threads.set_config_torch_threads(None)
+    assert threads.policy_threads() == 1
+    spacy.load(tmp_path / "model")
+    assert threads.policy_threads() == 3
+    config = Config().from_str(NLP_CONFIG.format(n_threads='"torch"'))
+    spacy.util.load_model_from_config(config, auto_fill=True)
+    assert threads.policy_threads() is None
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_cgroup_v2_quota(tmp_path):
+    proc = write(tmp_path / "proc_cgroup", "0::/\n")
+    root = tmp_path / "cg"
+    assert threads.cgroup_cpu_quota(root, proc) is None  # no files: no quota
+    write(root / "cpu.max", "max 100000\n")
+    assert threads.cgroup_cpu_quota(root, proc) is None
+    write(root / "cpu.max", "150000 100000\n")
+    assert threads.cgroup_cpu_quota(root, proc) == 1.5
+    # a lower quota on the process's own cgroup further down counts
+    write(proc, "0::/user.slice/job\n")
+    write(root / "user.slice/job/cpu.max", "50000 100000\n")
+    assert threads.cgroup_cpu_quota(root, proc) == 0.5
+
+
+def test_cgroup_v1_quota(tmp_path):
+    proc = write(tmp_path / "proc_cgroup", "4:memory:/x\n3:cpu,cpuacct:/\n")
+    root = tmp_path / "cg"
+    write(root / "cpu,cpuacct/cpu.cfs_quota_us", "-1\n")
+    write(root / "cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+    assert threads.cgroup_cpu_quota(root, proc) is None
+    write(root / "cpu,cpuacct/cpu.cfs_quota_us", "250000\n")
+    assert threads.cgroup_cpu_quota(root, proc) == 2.5
+
+
+def test_available_cpus_capped_by_quota_and_affinity(tmp_path, monkeypatch):
+    proc = write(tmp_path / "proc_cgroup", "0::/\n")
+    root = tmp_path / "cg"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert threads.available_cpus(root, proc) == 8
+    write(root / "cpu.max", "350000 100000\n")
+    assert threads.available_cpus(root, proc) == 3  # rounded down
+    write(root / "cpu.max", "50000 100000\n")
+    assert threads.available_cpus(root, proc) == 1  # at least one
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5})
+    write(root / "cpu.max", "max 100000\n")
+    assert threads.available_cpus(root, proc) == 2
+
+
+def test_policy_capped_by_available_cpus(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    threads.set_torch_threads(16)
+    assert threads.policy_threads() == 2
+    assert run_layer(caller_threads=1)["forward"] == [2, 2]
+
+
+def test_nested_scopes_and_exceptions_restore(four_cpus):
+    threads.set_torch_threads(3)
+    torch.set_num_threads(2)
+    with threads.torch_threads():
+        with threads.torch_threads():
+            assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError):
+        with threads.torch_threads():
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+
+
+FORK_SCRIPT = """
+import os, torch
+from spacy_rnn.ml import threads
+threads.set_torch_threads(2)
+torch.set_num_threads(2)
+with threads.torch_threads():
+    torch.ones(1000, 1000).sum()
+pid = os.fork()
+if pid == 0:
+    with threads.torch_threads():
+        inside = torch.get_num_threads()
+    print(threads.policy_threads(), inside, torch.get_num_threads(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_runs_one_thread():
+    result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["1", "1", "1"]
