@@ -378,3 +378,126 @@ def allowed_transitions(
                 ok = role_b in ("outside", "begin", "unit")
             trans[i, j] = ok
     return start, trans, end
+
+
+# ---- tag ids: the tag set of a tagger and its arithmetic -----------------
+
+# The tag id of a token whose tag is unknown (missing annotation).
+MISSING_TAG = -1
+
+# Schemes whose tag ids the functions below read and write: those in which
+# an entity's first tag says that it begins.
+ID_SCHEMES = ("IOB2", "IOBES", "BILUO")
+
+
+def _id_scheme(scheme: str) -> str:
+    canonical = normalize_scheme(scheme)
+    if canonical not in ID_SCHEMES:
+        raise ValueError(
+            f"Tag ids need a scheme that marks where an entity begins ({', '.join(ID_SCHEMES)}); "
+            f"got {scheme!r}"
+        )
+    return canonical
+
+
+def tag_set(labels: Sequence[str], scheme: str) -> List[str]:
+    """The tag set of a tagger of these entity types: "O", then for each
+    label its tags in the scheme's prefix order (B, I for IOB2; B, I, L, U for
+    BILUO; B, I, E, S for IOBES). Tag id 1 + label * n_prefixes + prefix."""
+    prefixes = PREFIXES[_id_scheme(scheme)]
+    return ["O"] + [f"{prefix}-{label}" for label in labels for prefix in prefixes]
+
+
+@lru_cache(maxsize=64)
+def labels_of_tag_set(tags: Tuple[str, ...], scheme: str) -> Tuple[str, ...]:
+    """The labels of a tag set made by :func:`tag_set`; ValueError if the
+    tags are not such a set (so tag ids would not mean what they should)."""
+    prefixes = PREFIXES[_id_scheme(scheme)]
+    labels = tuple(split_tag(tag)[1] for tag in tags[1::len(prefixes)])
+    if list(tags) != tag_set(labels, scheme):
+        raise ValueError(
+            f"Tags {list(tags)[:8]}... are not a {normalize_scheme(scheme)} tag set "
+            f"(expected 'O', then {', '.join(p + '-X' for p in prefixes)} for each type X)"
+        )
+    return labels
+
+
+def _prefix_index(scheme: str, role: str) -> int:
+    """The prefix index that plays `role` (IOB2 writes a unit as B, a last as I)."""
+    prefixes = PREFIXES[scheme]
+    fallback = {"unit": "begin", "last": "inside"}
+    by_role = {r: p for p, r in _ROLES[scheme].items()}
+    return prefixes.index(by_role.get(role) or by_role[fallback[role]])
+
+
+def encode_tag_ids(
+    label: numpy.ndarray,
+    begins: numpy.ndarray,
+    known: numpy.ndarray,
+    chain_first: numpy.ndarray,
+    scheme: str,
+) -> numpy.ndarray:
+    """Tag ids (in :func:`tag_set` order) of tokens laid out in chains.
+
+    label (n,) int: the label index of the entity each token is in, -1 for
+        a token outside entities (or of unknown annotation).
+    begins (n,) bool: tokens that begin an entity (needed where an entity
+        directly follows another of the same type).
+    known (n,) bool: False for a token whose tag is unknown: it gets
+        MISSING_TAG.
+    chain_first (n,) bool: the first token of each chain (sentence).
+    Entities are cut at chain boundaries, so each chain's tag path is valid.
+    RETURNS (n,) int64.
+    """
+    scheme = _id_scheme(scheme)
+    label = numpy.asarray(label, dtype="int64")
+    n = len(label)
+    inside = numpy.asarray(known, dtype=bool) & (label >= 0)
+    prev_label = numpy.full(n, -1, dtype="int64")
+    prev_label[1:] = numpy.where(inside[:-1], label[:-1], -1)
+    begins = inside & (numpy.asarray(begins, dtype=bool) | chain_first | (prev_label != label))
+    next_continues = numpy.zeros(n, dtype=bool)
+    next_continues[:-1] = inside[1:] & ~begins[1:]
+    finals = inside & ~next_continues
+    prefix = numpy.select(
+        [begins & finals, begins, finals],
+        [_prefix_index(scheme, role) for role in ("unit", "begin", "last")],
+        default=_prefix_index(scheme, "inside"),
+    )
+    n_prefixes = len(PREFIXES[scheme])
+    tags = numpy.where(inside, 1 + label * n_prefixes + prefix, numpy.where(known, 0, MISSING_TAG))
+    return tags.astype("int64")
+
+
+def decode_tag_ids(
+    tags: numpy.ndarray, chain_last: numpy.ndarray, scheme: str
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Entities (starts, ends exclusive, label indices) of a valid sequence of
+    tag ids (in :func:`tag_set` order) over tokens laid out in chains.
+
+    chain_last (n,) bool: the last token of each chain; an IOB2 entity ends
+        there or where the next tag does not continue it.
+    Raises ValueError for a sequence that is not valid in the scheme.
+    """
+    scheme = _id_scheme(scheme)
+    tags = numpy.asarray(tags, dtype="int64")
+    n_prefixes = len(PREFIXES[scheme])
+    in_entity = tags > 0
+    prefix = numpy.where(in_entity, (tags - 1) % n_prefixes, -1)
+    label = (tags - 1) // n_prefixes
+    begin, unit = _prefix_index(scheme, "begin"), _prefix_index(scheme, "unit")
+    begins = (prefix == begin) | (prefix == unit)
+    if scheme == "IOB2":
+        inside = _prefix_index(scheme, "inside")
+        next_inside = numpy.zeros_like(begins)
+        next_inside[:-1] = prefix[1:] == inside
+        finals = in_entity & (chain_last | ~next_inside)
+    else:
+        finals = (prefix == _prefix_index(scheme, "last")) | (prefix == unit)
+    starts = numpy.flatnonzero(begins)
+    ends = numpy.flatnonzero(finals) + 1
+    if len(starts) != len(ends) or (len(starts) and ((ends <= starts).any() or (
+        starts[1:] < ends[:-1]
+    ).any())):
+        raise ValueError(f"decode_tag_ids: the tag ids are not a valid {scheme} sequence")
+    return starts, ends, label[starts]

@@ -14,12 +14,15 @@ training can never un-mask them. A finite value (not -inf) keeps logsumexp and
 its gradient free of NaN even for a position where every tag is forbidden.
 
 The module also holds the thinc side: the `CRF` layer that owns the learned
-scores (its forward passes the emission scores through unchanged) and
-`CRFLoss`, the negative log-likelihood with the thinc `Loss` interface.
+scores (its forward passes the emission scores through unchanged),
+`CRFLoss`, the negative log-likelihood with the thinc `Loss` interface, and
+the entry points on a batch of chains (`spacy_rnn.ml.chains`) that take and
+give numpy arrays: `decode_entities` (Viterbi, then each entity's marginal
+probability) and `chain_loss`. All torch work runs under `torch_threads()`.
 """
 
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy
 import torch
@@ -27,13 +30,22 @@ from thinc.api import Model
 from thinc.loss import Loss
 from thinc.types import Floats2d, Floats3d, Ints2d
 
-from ..schemes import allowed_transitions, normalize_scheme, split_tag
+from ..schemes import (
+    MISSING_TAG,
+    allowed_transitions,
+    decode_tag_ids,
+    labels_of_tag_set,
+    normalize_scheme,
+    split_tag,
+)
+from .chains import ChainLayout
+from .threads import torch_threads
 
 NEG = -10000.0
 # Tag id marking a padding step in a truth matrix, and a token whose tag is
 # unknown (missing annotation): it is marginalised over in the loss.
 PAD = -2
-MISSING = -1
+MISSING = MISSING_TAG
 
 
 class Constraints(NamedTuple):
@@ -148,7 +160,7 @@ def log_partition(
         # shape: (B, K) -> log sum over the previous tag -> (B, K)
         nxt = _log_matmul_exp(alpha, exp_trans) + emissions[:, t]
         # Padding steps keep the last alpha of their sequence.
-        alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
+        alpha = torch.where(mask[:, t:t + 1], nxt, alpha)
     # shape: (B,)
     return torch.logsumexp(alpha + end, dim=1)
 
@@ -205,7 +217,7 @@ def viterbi(
         for t in range(1, T):
             # shape: (B, 1, K) + (K, K) -> best previous tag for every current tag: (B, K)
             best, prev = (score.unsqueeze(1) + trans_t).max(dim=2)
-            step_mask = mask[:, t : t + 1]
+            step_mask = mask[:, t:t + 1]
             score = torch.where(step_mask, best + emissions[:, t], score)
             # At padding steps the back-pointer is the identity, so backtracking
             # passes through them unchanged to the sequence's own last step.
@@ -248,14 +260,14 @@ def forward_backward(
         for t in range(1, T):
             # shape: (B, K) -> log sum over the previous tag -> (B, K)
             nxt = _log_matmul_exp(alphas[-1], exp_trans) + emissions[:, t]
-            alphas.append(torch.where(mask[:, t : t + 1], nxt, alphas[-1]))
+            alphas.append(torch.where(mask[:, t:t + 1], nxt, alphas[-1]))
         end_b = end.expand(B, K)
         betas = [end_b]
         for t in range(T - 2, -1, -1):
             # shape: (B, K) -> log sum over the next tag -> (B, K)
             nxt = _log_matmul_exp(emissions[:, t + 1] + betas[-1], exp_trans_t)
             # A step followed by padding is the last one: its suffix is `end`.
-            betas.append(torch.where(mask[:, t + 1 : t + 2], nxt, end_b))
+            betas.append(torch.where(mask[:, t + 1:t + 2], nxt, end_b))
         alpha = torch.stack(alphas, dim=1)
         beta = torch.stack(betas[::-1], dim=1)
         log_z = torch.logsumexp(alpha[:, 0] + beta[:, 0], dim=1)
@@ -464,21 +476,92 @@ class CRFLoss(Loss):
         truths_t = torch.from_numpy(numpy.asarray(truths, dtype="int64"))
         if bool((truths_t >= K).any()) or bool((truths_t < PAD).any()):
             raise ValueError(f"CRFLoss: tag ids must be in [0, {K}), MISSING (-1) or PAD (-2)")
-        emissions = torch.from_numpy(numpy.ascontiguousarray(guesses)).requires_grad_(with_grad)
-        raw = [
-            torch.from_numpy(self.crf.ops.to_numpy(self.crf.get_param(name)).copy()).requires_grad_(
+        with torch_threads():
+            emissions = torch.from_numpy(numpy.ascontiguousarray(guesses)).requires_grad_(
                 with_grad
             )
-            for name in ("transitions", "start", "end")
-        ]
-        constraints = layer_constraints(self.crf)
-        transitions, start, end = apply_constraints(*raw, constraints)
-        with torch.set_grad_enabled(with_grad):
-            per_seq = nll(emissions, truths_t, transitions, start, end)
-            loss = per_seq.sum()
-        if not with_grad:
-            return None, float(loss)
-        loss.backward()
+            raw = [
+                torch.from_numpy(self.crf.ops.to_numpy(self.crf.get_param(name)).copy())
+                .requires_grad_(with_grad)
+                for name in ("transitions", "start", "end")
+            ]
+            constraints = layer_constraints(self.crf)
+            transitions, start, end = apply_constraints(*raw, constraints)
+            with torch.set_grad_enabled(with_grad):
+                per_seq = nll(emissions, truths_t, transitions, start, end)
+                loss = per_seq.sum()
+            if not with_grad:
+                return None, float(loss)
+            loss.backward()
         for name, param in zip(("transitions", "start", "end"), raw):
             self.crf.inc_grad(name, self.crf.ops.asarray(param.grad.numpy().copy()))
         return emissions.grad.numpy(), float(loss.detach())
+
+
+# ---- on a batch of chains: numpy in, numpy out ----------------------------
+
+
+class DecodedEntities(NamedTuple):
+    """The entities of a batch, one row each, in token order. `starts` and
+    `ends` (exclusive) are offsets in the batch's concatenated tokens,
+    `labels` index the labels of the CRF's tag set, `scores` are the
+    entities' marginal probabilities, in [0, 1]."""
+
+    starts: numpy.ndarray  # (n_ents,) int64
+    ends: numpy.ndarray  # (n_ents,) int64
+    labels: numpy.ndarray  # (n_ents,) int64
+    scores: numpy.ndarray  # (n_ents,) float64
+
+
+def crf_labels(crf: Model) -> Tuple[str, ...]:
+    """The labels of the CRF layer's tag set (`attrs["tags"]`, which must be
+    `spacy_rnn.schemes.tag_set(labels, attrs["scheme"])`)."""
+    tags = crf.attrs.get("tags")
+    if not tags:
+        raise ValueError("CRF layer: no tags (attrs['tags']); the pipe sets them at initialize")
+    return labels_of_tag_set(tuple(tags), crf.attrs["scheme"])
+
+
+def decode_entities(crf: Model, emissions: numpy.ndarray, layout: ChainLayout) -> DecodedEntities:
+    """Decode each chain with constrained Viterbi and score each entity by its
+    marginal probability (`span_log_probs`).
+
+    crf (Model): the CRF layer, with its tags and scheme set.
+    emissions (ndarray): (n_tokens, K) float32 scores, the batch's tokens in
+        the layout's order.
+    """
+    crf_labels(crf)
+    none = numpy.zeros((0,), dtype="int64")
+    if layout.n_tokens == 0:
+        return DecodedEntities(none, none, none, numpy.zeros((0,), dtype="float64"))
+    with torch_threads():
+        padded = torch.from_numpy(layout.pad(emissions))
+        mask = torch.from_numpy(layout.mask)
+        transitions, start, end, constraints = crf_params(crf)
+        tags, _ = viterbi(padded, mask, transitions, start, end)
+        starts, ends, labels = decode_tag_ids(
+            layout.unpad(tags), layout.chain_last, crf.attrs["scheme"]
+        )
+        rows = layout.span_rows(starts, ends)
+        logp = span_log_probs(
+            padded, mask, transitions, start, end, tags, rows, constraints.continues
+        )
+    return DecodedEntities(starts, ends, labels, numpy.exp(logp))
+
+
+def chain_loss(
+    crf: Model, emissions: numpy.ndarray, gold: numpy.ndarray, layout: ChainLayout
+) -> Tuple[numpy.ndarray, float]:
+    """The CRF negative log-likelihood summed over the chains, and its
+    gradient for the emissions; the gradients of the CRF's own scores are
+    accumulated into the layer (see `CRFLoss`).
+
+    emissions (ndarray): (n_tokens, K) float32. gold (ndarray): (n_tokens,)
+        tag ids, MISSING for a token whose tag is unknown; each chain's path
+        must be valid (`spacy_rnn.schemes.encode_tag_ids` makes such ids).
+    RETURNS (d_emissions, loss): d_emissions (n_tokens, K).
+    """
+    truths = numpy.full(layout.mask.shape, PAD, dtype="int64")
+    truths[layout.mask] = gold
+    d_padded, loss = CRFLoss(crf)(layout.pad(emissions), truths)
+    return layout.unpad(d_padded), loss

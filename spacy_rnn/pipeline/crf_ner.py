@@ -5,28 +5,34 @@ The CRF runs over "chains": each sentence of a doc that has sentence
 boundaries (from a parser, senter, sentencizer or the corpus), else the whole
 doc. The encoder still reads the whole doc, so a sentence sees its document's
 context, while no entity can cross a sentence boundary.
+
+This module is the spaCy side: Docs and Examples in, annotations and losses
+out. The CRF itself (layout of the chains, Viterbi, marginals, the loss) lives
+in `spacy_rnn.ml.chains` and `spacy_rnn.ml.crf`, the tag arithmetic in
+`spacy_rnn.schemes`; they speak numpy arrays.
 """
 
 from itertools import islice
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
-import torch
-from spacy.attrs import ENT_IOB, ENT_TYPE, IDX, SENT_START
+from spacy.attrs import ENT_IOB, ENT_TYPE, IDX
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.pipeline.ner import ner_score
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
-from ..ml.crf import MISSING, PAD, CRFLoss, crf_params, span_log_probs, viterbi
-from ..schemes import normalize_scheme
+from ..ml.chains import ChainLayout, concat_rows
+from ..ml.crf import chain_loss, decode_entities
+from ..schemes import encode_tag_ids, normalize_scheme, tag_set
 
-SCHEME_PREFIXES = {"IOB2": ("B", "I"), "BILUO": ("B", "I", "L", "U")}
+# The schemes the CRF can be trained in; BILUO is the default everywhere.
+CRF_SCHEMES = ("BILUO", "IOB2")
+DEFAULT_SCHEME = "BILUO"
 
 default_model_config = """
 [model]
@@ -70,7 +76,7 @@ DEFAULT_CRF_NER_MODEL = Config().from_str(default_model_config)["model"]
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
     default_config={
         "model": DEFAULT_CRF_NER_MODEL,
-        "scheme": "BIO",
+        "scheme": DEFAULT_SCHEME,
         "spans_key": "crf_ner",
         "write_ents": True,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
@@ -91,9 +97,9 @@ def make_crf_ner(
     model (Model[List[Doc], List[Floats2d]]): emission scores per token, with
         a "crf" node holding the CRF scores (spacy_rnn.CRFTagger.v1; v3 adds a
         language-model objective, whose loss `update` reports as "<name>_lm").
-    scheme (str): the tag scheme of the CRF, "BIO" (IOB2) or "BILUO"; decoding
-        is constrained to valid sequences in it. BIO is the default until a
-        dev-set comparison says otherwise (BILUO has twice the tags per label).
+    scheme (str): the tag scheme of the CRF, "BILUO" (the default, as in the
+        CRF layer and the shipped configs) or "BIO" (IOB2); decoding is
+        constrained to valid sequences in it.
     spans_key (str): the key of the span group with the entities and their
         confidences (`doc.spans[spans_key].attrs["scores"]`).
     write_ents (bool): whether to set `doc.ents`; if false, only the span
@@ -127,8 +133,9 @@ class CRFEntityRecognizer(TrainablePipe):
     """Named entity recognition with a linear-chain CRF over token vectors.
 
     The labels (entity types) live in `self.cfg["labels"]`; the CRF's tag set
-    is derived from them and the scheme: "O", then for each label its
-    prefixes in the scheme's order (B, I for BIO; B, I, L, U for BILUO).
+    is derived from them and the scheme (`spacy_rnn.schemes.tag_set`): "O",
+    then for each label its prefixes in the scheme's order (B, I, L, U for
+    BILUO; B, I for BIO).
 
     Each predicted entity gets a confidence: the marginal probability, under
     the CRF, of the entity's tag path (e.g. B-PER I-PER L-PER), that is the
@@ -143,13 +150,13 @@ class CRFEntityRecognizer(TrainablePipe):
         model: Model,
         name: str = "crf_ner",
         *,
-        scheme: str = "BIO",
+        scheme: str = DEFAULT_SCHEME,
         spans_key: str = "crf_ner",
         write_ents: bool = True,
         scorer: Optional[Callable] = ner_score,
     ) -> None:
         canonical = normalize_scheme(scheme)
-        if canonical not in SCHEME_PREFIXES:
+        if canonical not in CRF_SCHEMES:
             raise ValueError(f"crf_ner: scheme must be 'BIO' (IOB2) or 'BILUO', got {scheme!r}")
         self.vocab = vocab
         self.model = model
@@ -173,8 +180,7 @@ class CRFEntityRecognizer(TrainablePipe):
     @property
     def tags(self) -> List[str]:
         """The CRF's tag set, in the order of its scores."""
-        prefixes = SCHEME_PREFIXES[self.cfg["scheme"]]
-        return ["O"] + [f"{prefix}-{label}" for label in self.labels for prefix in prefixes]
+        return tag_set(self.labels, self.cfg["scheme"])
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str) or not label:
@@ -254,47 +260,12 @@ class CRFEntityRecognizer(TrainablePipe):
         """Decode each chain (sentence or doc) with constrained Viterbi and
         score each entity by its marginal probability."""
         docs = list(docs)
-        doc_offsets = _offsets([len(doc) for doc in docs])
-        if doc_offsets[-1] == 0:
-            return _empty_prediction(doc_offsets)
-        scores = self.model.predict(docs)
-        layout = _Layout.from_docs(docs)
-        emissions = layout.pad(_concat(self.model.ops, scores))
-        transitions, start, end, constraints = crf_params(self.model.get_ref("crf"))
-        tags, _ = viterbi(emissions, layout.mask_t, transitions, start, end)
-        flat_tags = tags[layout.mask]
-        starts, ends, labels = self._spans_from_tags(flat_tags, layout.chain_last)
-        # Each entity in the padded layout: (chain, first step, last step)
-        chain = layout.chain_of[starts]
-        first = starts - layout.chain_offsets[chain]
-        rows = numpy.stack([chain, first, first + (ends - starts) - 1], axis=1)
-        logp = span_log_probs(
-            emissions, layout.mask_t, transitions, start, end, tags, rows, constraints.continues
-        )
-        return CRFPrediction(doc_offsets, starts, ends, labels, numpy.exp(logp))
-
-    def _spans_from_tags(
-        self, tags: numpy.ndarray, chain_last: numpy.ndarray
-    ) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-        """Entities (start, end exclusive, label index) from valid tag ids."""
-        n_prefixes = len(SCHEME_PREFIXES[self.cfg["scheme"]])
-        in_entity = tags > 0
-        prefix = numpy.where(in_entity, (tags - 1) % n_prefixes, -1)
-        label = (tags - 1) // n_prefixes
-        if n_prefixes == 4:
-            # BILUO: B=0, I=1, L=2, U=3
-            begins = (prefix == 0) | (prefix == 3)
-            finals = (prefix == 2) | (prefix == 3)
-        else:
-            # BIO: B=0, I=1; an entity ends where the next tag does not continue it
-            begins = prefix == 0
-            next_inside = numpy.zeros_like(begins)
-            next_inside[:-1] = prefix[1:] == 1
-            finals = in_entity & (chain_last | ~next_inside)
-        starts = numpy.flatnonzero(begins)
-        ends = numpy.flatnonzero(finals) + 1
-        assert len(starts) == len(ends), "decoded an invalid tag sequence"
-        return starts, ends, label[starts]
+        layout = ChainLayout.from_docs(docs)
+        if layout.n_tokens == 0:
+            return _empty_prediction(layout.doc_offsets)
+        emissions = concat_rows(self.model.ops, self.model.predict(docs))
+        found = decode_entities(self.model.get_ref("crf"), emissions, layout)
+        return CRFPrediction(layout.doc_offsets, *found)
 
     def set_annotations(self, docs: Iterable[Doc], prediction: CRFPrediction) -> None:
         labels = self.labels
@@ -319,9 +290,9 @@ class CRFEntityRecognizer(TrainablePipe):
                     # Entities set before this component (e.g. an entity_ruler) are kept.
                     taken = numpy.zeros(len(doc), dtype=bool)
                     for ent in doc.ents:
-                        taken[ent.start : ent.end] = True
+                        taken[ent.start:ent.end] = True
                     spans = list(doc.ents) + [
-                        span for span in spans if not taken[span.start : span.end].any()
+                        span for span in spans if not taken[span.start:span.end].any()
                     ]
                     spans.sort(key=lambda span: span.start)
                 doc.set_ents(spans, default="outside")
@@ -369,18 +340,11 @@ class CRFEntityRecognizer(TrainablePipe):
         """
         examples = list(examples)
         validate_examples(examples, "CRFEntityRecognizer.get_loss")
-        docs = [example.predicted for example in examples]
-        layout = _Layout.from_docs(docs)
-        rows = [self._gold_rows(example) for example in examples]
-        gold = self._fit_to_chains(numpy.concatenate(rows + [numpy.zeros((0, 3), "int64")]), layout)
-        truths = numpy.full(layout.mask.shape, PAD, dtype="int64")
-        truths[layout.mask] = gold
-        emissions = layout.pad(_concat(self.model.ops, scores)).numpy()
-        d_emissions, loss = CRFLoss(self.model.get_ref("crf"))(emissions, truths)
-        d_flat = d_emissions[layout.mask]
-        d_flat = self.model.ops.asarray2f(d_flat)
-        d_scores = [d_flat[a:b] for a, b in zip(layout.doc_offsets[:-1], layout.doc_offsets[1:])]
-        return d_scores, loss
+        layout = ChainLayout.from_docs([example.predicted for example in examples])
+        gold = self._gold_tag_ids(examples, layout)
+        emissions = concat_rows(self.model.ops, scores)
+        d_flat, loss = chain_loss(self.model.get_ref("crf"), emissions, gold, layout)
+        return layout.split(self.model.ops.asarray2f(d_flat)), loss
 
     def _gold_iob(self, example: Example) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """Per predicted token: the reference's IOB code (3 B, 1 I, 2 O,
@@ -410,121 +374,27 @@ class CRFEntityRecognizer(TrainablePipe):
         iob[unknown] = 2
         return iob, label
 
-    def _gold_rows(self, example: Example) -> numpy.ndarray:
-        """(n_tokens, 3) rows (iob, label, begins) for the predicted tokens;
-        `begins` marks the first token of each reference entity."""
-        iob, label = self._gold_iob(example)
-        n = len(iob)
-        inside = (iob == 1) | (iob == 3)
-        prev_inside = numpy.zeros(n, dtype=bool)
-        prev_inside[1:] = inside[:-1]
-        prev_label = numpy.full(n, -1, dtype="int64")
-        prev_label[1:] = label[:-1]
-        begins = (iob == 3) | (inside & (~prev_inside | (prev_label != label)))
-        return numpy.stack([iob, label, begins.astype("int64")], axis=1).reshape((n, 3))
-
-    def _fit_to_chains(self, gold: numpy.ndarray, layout: "_Layout") -> numpy.ndarray:
-        """Tag ids from (iob, label, begins) rows, with every entity cut at
-        the chain boundaries so that each chain's gold path is valid."""
-        iob, label, begins = gold[:, 0], gold[:, 1], gold[:, 2].astype(bool)
-        inside = (iob == 1) | (iob == 3)
-        begins = inside & (begins | layout.chain_first)
-        next_continues = numpy.zeros(len(iob), dtype=bool)
-        next_continues[:-1] = inside[1:] & ~begins[1:]
-        finals = inside & (~next_continues | layout.chain_last)
-        if self.cfg["scheme"] == "BILUO":
-            offset = numpy.select([begins & finals, begins, finals], [3, 0, 2], default=1)
-            n_prefixes = 4
-        else:
-            offset = numpy.where(begins, 0, 1)
-            n_prefixes = 2
-        tags = numpy.where(
-            inside, 1 + label * n_prefixes + offset, numpy.where(iob == 2, 0, MISSING)
+    def _gold_tag_ids(self, examples: Sequence[Example], layout: ChainLayout) -> numpy.ndarray:
+        """The reference's tag ids for the batch's predicted tokens, with
+        every entity cut at the chain boundaries."""
+        labels, begins, known = [], [], []
+        for example in examples:
+            iob, label = self._gold_iob(example)
+            inside = (iob == 1) | (iob == 3)
+            labels.append(numpy.where(inside, label, -1))
+            begins.append(iob == 3)
+            known.append(iob != 0)
+        if not labels:
+            return numpy.zeros((0,), dtype="int64")
+        return encode_tag_ids(
+            numpy.concatenate(labels),
+            numpy.concatenate(begins),
+            numpy.concatenate(known),
+            layout.chain_first,
+            self.cfg["scheme"],
         )
-        return tags.astype("int64")
-
-
-class _Layout:
-    """The chains of a batch of docs, and the padded (chains, steps) layout
-    the CRF runs on. Tokens are numbered across the batch, doc after doc."""
-
-    def __init__(self, doc_lengths: Sequence[int], chain_lengths: numpy.ndarray) -> None:
-        self.doc_offsets = _offsets(doc_lengths)
-        self.chain_lengths = chain_lengths
-        self.chain_offsets = _offsets(chain_lengths)
-        n_tokens = int(self.doc_offsets[-1])
-        n_chains = len(chain_lengths)
-        T = int(chain_lengths.max()) if n_chains else 0
-        steps = numpy.arange(T)
-        # shape: (n_chains, T)
-        self.mask = steps[None, :] < chain_lengths[:, None]
-        index = self.chain_offsets[:-1, None] + steps[None, :]
-        # Padding steps read row n_tokens, a row of zeros.
-        self.index = numpy.where(self.mask, index, n_tokens)
-        self.mask_t = torch.from_numpy(self.mask)
-        # shape: (n_tokens,)
-        self.chain_of = numpy.repeat(numpy.arange(n_chains), chain_lengths)
-        self.chain_first = numpy.zeros(n_tokens, dtype=bool)
-        self.chain_first[self.chain_offsets[:-1]] = True
-        self.chain_last = numpy.zeros(n_tokens, dtype=bool)
-        self.chain_last[self.chain_offsets[1:] - 1] = True
-
-    @classmethod
-    def from_docs(cls, docs: Sequence[Doc]) -> "_Layout":
-        chains = []
-        for doc in docs:
-            n = len(doc)
-            if n == 0:
-                continue
-            if doc.has_annotation("SENT_START"):
-                starts = numpy.flatnonzero(doc.to_array(SENT_START) == 1)
-                starts = numpy.union1d(starts, [0])
-                chains.append(numpy.diff(numpy.append(starts, n)))
-            else:
-                chains.append(numpy.array([n]))
-        lengths = (
-            numpy.concatenate(chains).astype("int64") if chains else numpy.zeros((0,), "int64")
-        )
-        return cls([len(doc) for doc in docs], lengths)
-
-    def pad(self, flat: numpy.ndarray) -> torch.Tensor:
-        """(n_tokens, K) -> (n_chains, T, K), zeros at padding."""
-        padded = numpy.concatenate([flat, numpy.zeros((1, flat.shape[1]), dtype=flat.dtype)])
-        return torch.from_numpy(padded[self.index])
-
-
-def _concat(ops, arrays: List[Floats2d]) -> numpy.ndarray:
-    """One (n_tokens, K) float32 numpy array (the CRF runs in torch on CPU)."""
-    return numpy.ascontiguousarray(
-        numpy.concatenate([ops.to_numpy(a) for a in arrays]), dtype="float32"
-    )
-
-
-def _offsets(lengths: Sequence[int]) -> numpy.ndarray:
-    offsets = numpy.zeros(len(lengths) + 1, dtype="int64")
-    numpy.cumsum(lengths, out=offsets[1:])
-    return offsets
 
 
 def _empty_prediction(doc_offsets: numpy.ndarray) -> CRFPrediction:
     none = numpy.zeros((0,), dtype="int64")
     return CRFPrediction(doc_offsets, none, none, none, numpy.zeros((0,), dtype="float64"))
-
-
-@registry.augmenters("spacy_rnn.gold_sentences.v1")
-def create_gold_sentences_augmenter() -> Callable[[Language, Example], Iterator[Example]]:
-    """A corpus augmenter that gives each training/evaluation doc the
-    reference's tokens and sentence starts (what `gold_preproc = true` does)
-    while keeping whole documents, so the encoder reads the document's context
-    and the CRF decodes sentence by sentence."""
-    return gold_sentences_augmenter
-
-
-def gold_sentences_augmenter(nlp: Language, example: Example) -> Iterator[Example]:
-    reference = example.reference
-    words = [token.text for token in reference]
-    spaces = [bool(token.whitespace_) for token in reference]
-    sent_starts = None
-    if reference.has_annotation("SENT_START"):
-        sent_starts = [bool(token.is_sent_start) for token in reference]
-    yield Example(Doc(nlp.vocab, words=words, spaces=spaces, sent_starts=sent_starts), reference)

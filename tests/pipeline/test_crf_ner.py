@@ -16,7 +16,8 @@ from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
 from spacy_rnn.converters.conll import read_conll
-from spacy_rnn.pipeline.crf_ner import CRFEntityRecognizer, gold_sentences_augmenter
+from spacy_rnn.pipeline.augmenters import gold_sentences_augmenter
+from spacy_rnn.pipeline.crf_ner import CRFEntityRecognizer
 
 SMALL_MODEL = {
     "@architectures": "spacy_rnn.CRFTagger.v1",
