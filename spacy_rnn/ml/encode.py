@@ -7,6 +7,11 @@ output never depends on the other sequences of the batch. (spaCy's
 `spacy.TorchBiLSTMEncoder.v1` runs on the padded batch, so the backward
 direction of a short doc starts on padding and its vectors change with its
 batch companions.)
+
+spacy_rnn.BiRNNEncoder.v2 adds windows: a long sequence is read as
+overlapping pieces of at most `window` tokens, batched with all other pieces
+in the same packed call, so a long document is not one long sequential chain
+(see `window_indices`).
 """
 from typing import Callable, List, Optional, Tuple
 
@@ -23,6 +28,10 @@ InT = List[Floats2d]
 OutT = List[Floats2d]
 
 CELLS = ("lstm", "gru")
+
+# BiRNNEncoder.v2's defaults, chosen on CoNLL-2003 dev (benchmarks/speed.md)
+DEFAULT_WINDOW = 128
+DEFAULT_WINDOW_CONTEXT = 32
 
 
 @registry.architectures("spacy_rnn.BiRNNEncoder.v1")
@@ -73,6 +82,101 @@ def BiRNNEncoder(
     )
 
 
+@registry.architectures("spacy_rnn.BiRNNEncoder.v2")
+def BiRNNEncoder_v2(
+    width: int,
+    depth: int = 2,
+    cell: str = "lstm",
+    bidirectional: bool = True,
+    dropout: float = 0.0,
+    window: Optional[int] = DEFAULT_WINDOW,
+    window_context: int = DEFAULT_WINDOW_CONTEXT,
+) -> Model[InT, OutT]:
+    """BiRNNEncoder.v1 that reads long sequences in overlapping windows.
+
+    A sequence of more than `window` tokens is cut into pieces of at most
+    `window` tokens: consecutive cores of window - 2 * window_context tokens,
+    each read with up to `window_context` tokens of context on either side,
+    whose outputs are discarded. All pieces of the batch go through one
+    packed RNN call, so a document of thousands of tokens costs `window`
+    sequential steps, not one step per token, and the output of a core token
+    is its central output. A sequence of at most `window` tokens is read
+    whole, as v1 does, with the same weights (a v1 model's weights load into
+    v2).
+
+    width, depth, cell, bidirectional, dropout: as BiRNNEncoder.v1.
+    window (int or None): the most tokens the RNN reads in one chain; 0 or
+        None reads every sequence whole (= v1).
+    window_context (int): tokens of context read on each side of a window's
+        core; must leave a core: window > 2 * window_context.
+    """
+    window = int(window or 0)
+    if window < 0:
+        raise ValueError(f"BiRNNEncoder.v2: window must be >= 0 (0 = whole sequence), got {window}")
+    if window_context < 0:
+        raise ValueError(f"BiRNNEncoder.v2: window_context must be >= 0, got {window_context}")
+    if window and window <= 2 * window_context:
+        raise ValueError(
+            f"BiRNNEncoder.v2: window ({window}) must be larger than 2 * window_context "
+            f"({2 * window_context}), so that each window keeps a core of outputs"
+        )
+    model = BiRNNEncoder(width, depth, cell, bidirectional, dropout)
+    model.attrs["window"] = window
+    model.attrs["window_context"] = int(window_context)
+    return model
+
+
+def window_indices(
+    lengths: numpy.ndarray, window: int, context: int
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Cut sequences into overlapping windows, without a Python loop.
+
+    lengths: (n_seqs,) sequence lengths. A sequence of at most `window`
+    tokens is one piece, itself. A longer one is cut into cores of
+    S = window - 2 * context tokens ([0, S), [S, 2S), ...), each piece
+    being its core with up to `context` tokens either side (clipped to the
+    sequence).
+    Returns piece_lengths (n_pieces,); gather (n_piece_tokens,): the flat
+    token read at each position of the pieces, piece after piece; keep
+    (n_tokens,): for each flat token, its position in the pieces within its
+    own core.
+    """
+    lengths = numpy.asarray(lengths, dtype=numpy.int64)
+    n_seqs = lengths.shape[0]
+    seq_start = numpy.cumsum(lengths) - lengths
+    n_tokens = int(lengths.sum())
+    if not window or not n_seqs or int(lengths.max()) <= window:
+        identity = numpy.arange(n_tokens, dtype=numpy.int64)
+        return lengths, identity, identity
+    stride = window - 2 * context
+    # a short sequence is one piece whose "core" is all of it
+    long = lengths > window
+    n_pieces = numpy.where(long, -(-lengths // stride), 1)  # (n_seqs,)
+    seq_of_piece = numpy.repeat(numpy.arange(n_seqs), n_pieces)  # (n_pieces_total,)
+    piece_start = numpy.cumsum(n_pieces) - n_pieces
+    k = numpy.arange(seq_of_piece.shape[0]) - piece_start[seq_of_piece]  # index within seq
+    L = lengths[seq_of_piece]
+    is_long = long[seq_of_piece]
+    core_lo = numpy.where(is_long, k * stride, 0)
+    core_hi = numpy.where(is_long, numpy.minimum((k + 1) * stride, L), L)
+    lo = numpy.where(is_long, numpy.maximum(core_lo - context, 0), 0)
+    hi = numpy.where(is_long, numpy.minimum(core_hi + context, L), L)
+    piece_lengths = hi - lo
+    # gather: flat position of each piece token
+    piece_offset = numpy.cumsum(piece_lengths) - piece_lengths
+    total = int(piece_lengths.sum())
+    piece_of = numpy.repeat(numpy.arange(piece_lengths.shape[0]), piece_lengths)
+    t = numpy.arange(total) - piece_offset[piece_of]  # position within the piece
+    gather = seq_start[seq_of_piece][piece_of] + lo[piece_of] + t
+    # keep: core tokens in flat order (pieces of a sequence are in order, and
+    # their cores tile the sequence)
+    core_pos = t + lo[piece_of]
+    in_core = (core_pos >= core_lo[piece_of]) & (core_pos < core_hi[piece_of])
+    keep = numpy.flatnonzero(in_core)
+    assert keep.shape[0] == n_tokens
+    return piece_lengths, gather, keep
+
+
 class PackedRNN(torch.nn.Module):
     """A torch RNN over one packed batch. The RNN itself is built once the
     input width is known (`build`, called from the thinc init or from the
@@ -102,9 +206,9 @@ class PackedRNN(torch.nn.Module):
             with torch.no_grad():
                 for name, param in self.rnn.named_parameters():
                     if name.startswith("bias_ih"):
-                        param[H : 2 * H].fill_(1.0)
+                        param[H:2 * H].fill_(1.0)
                     elif name.startswith("bias_hh"):
-                        param[H : 2 * H].fill_(0.0)
+                        param[H:2 * H].fill_(0.0)
 
     def build_from_state(self, state) -> None:
         if self.rnn is None:
@@ -120,10 +224,12 @@ class PackedRNN(torch.nn.Module):
         assert self.rnn is not None, "PackedRNN used before build()"
         if X.device.type == "cuda":
             self.rnn.flatten_parameters()
-        # X: (n_tokens, nI), the tokens of all sequences, sequence after sequence
-        data = X.index_select(0, pack_idx)  # (n_tokens, nI), time-major packed order
+        # X: (n_tokens, nI), the tokens of all sequences, sequence after sequence;
+        # pack_idx: (n_read,) the token read at each packed row (with windows, a
+        # token of an overlap is read twice and its gradients add up)
+        data = X.index_select(0, pack_idx)  # (n_read, nI), time-major packed order
         out, _ = self.rnn(PackedSequence(data, batch_sizes))
-        # out.data: (n_tokens, nO) packed order -> back to sequence after sequence
+        # out.data: (n_read, nO) packed order -> (n_tokens, nO) sequence after sequence
         return out.data.index_select(0, unpack_idx)
 
 
@@ -170,7 +276,15 @@ def forward(model: Model[InT, OutT], Xs: InT, is_train: bool) -> Tuple[OutT, Cal
         ]
     shim = model.shims[0]
     device = shim.device
-    pack_idx, unpack_idx, batch_sizes = packing_indices(lengths)
+    window = model.attrs.get("window", 0)
+    piece_lengths, gather, keep = window_indices(
+        lengths, window, model.attrs.get("window_context", 0)
+    )
+    pack_idx, unpack_idx, batch_sizes = packing_indices(piece_lengths)
+    if window:
+        # read the pieces' tokens in packed order; keep each token's core output
+        pack_idx = gather[pack_idx]
+        unpack_idx = unpack_idx[keep]
     X = ops.flatten(Xs)  # (n_tokens, nI)
     Xt = xp2torch(X, requires_grad=is_train, device=device)
     args = (

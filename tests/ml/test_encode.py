@@ -1,5 +1,9 @@
 """BiRNNEncoder: padding invariance, direction layout, gradients, edge cases,
-serialization, determinism, dropout only in training."""
+serialization, determinism, dropout only in training; BiRNNEncoder.v2's
+windows: the same output as v1 when a sequence fits one window, each core the
+v1 output of its own piece, batch invariance, gradients through the cuts,
+linear time on long documents."""
+import time
 import pickle
 import subprocess
 import sys
@@ -11,7 +15,12 @@ from numpy.testing import assert_allclose
 from spacy.util import registry
 from thinc.api import Adam, fix_random_seed
 
-from spacy_rnn.ml.encode import BiRNNEncoder, packing_indices
+from spacy_rnn.ml.encode import (
+    BiRNNEncoder,
+    BiRNNEncoder_v2,
+    packing_indices,
+    window_indices,
+)
 
 NI = 5
 
@@ -99,8 +108,9 @@ def test_encode_packing_indices_brute_force():
         assert unpack_idx[pack_idx].tolist() == list(range(int(lengths.sum())))
 
 
-@pytest.mark.parametrize("cell,bidirectional,depth", [("lstm", True, 2), ("gru", True, 1),
-                                                       ("lstm", False, 1)])
+@pytest.mark.parametrize(
+    "cell,bidirectional,depth", [("lstm", True, 2), ("gru", True, 1), ("lstm", False, 1)]
+)
 def test_encode_numerical_gradient(cell, bidirectional, depth):
     model = make_encoder(4, depth, cell, bidirectional, nI=3)
     Xs = make_inputs([3, 1, 4], nI=3, seed=2)
@@ -293,3 +303,166 @@ def test_encode_uses_the_optimizer_parameter_averages():
         assert not numpy.allclose(y, y_last, atol=1e-4)
     for y, y_last in zip(model.predict(X), last):
         assert_allclose(y, y_last, rtol=0, atol=0)
+
+
+def make_windowed(window, context, width=6, depth=1, cell="lstm", bidirectional=True, nI=NI):
+    """A v2 encoder and a v1 encoder with the same weights."""
+    fix_random_seed(0)
+    model = BiRNNEncoder_v2(width, depth, cell, bidirectional, 0.0, window, context)
+    model.initialize(X=make_inputs([2], nI=nI))
+    whole = BiRNNEncoder(width, depth, cell, bidirectional, 0.0)
+    whole.initialize(X=make_inputs([2], nI=nI))
+    whole.shims[0]._model.load_state_dict(model.shims[0]._model.state_dict())
+    return model, whole
+
+
+def test_window_indices_brute_force():
+    lengths = numpy.array([3, 0, 10, 11, 1, 24, 9])
+    window, context = 9, 2
+    stride = window - 2 * context
+    pieces, gather, keep = window_indices(lengths, window, context)
+    expected_pieces, expected_gather, expected_keep = [], [], []
+    start = 0
+    for n in lengths:
+        if n <= window:
+            cuts = [(0, n, 0, n)]
+        else:
+            cuts = [
+                (max(lo - context, 0), min(lo + stride + context, n), lo, min(lo + stride, n))
+                for lo in range(0, n, stride)
+            ]
+        for lo, hi, core_lo, core_hi in cuts:
+            offset = len(expected_gather)
+            expected_pieces.append(hi - lo)
+            expected_gather.extend(range(start + lo, start + hi))
+            expected_keep.extend(offset + t - lo for t in range(core_lo, core_hi))
+        start += n
+    assert pieces.tolist() == expected_pieces
+    assert gather.tolist() == expected_gather
+    assert keep.tolist() == expected_keep
+    assert max(pieces) <= window
+    # without a window (or when everything fits), the identity
+    for w in (0, 24):
+        pieces, gather, keep = window_indices(lengths, w, 2)
+        assert pieces.tolist() == lengths.tolist()
+        assert gather.tolist() == keep.tolist() == list(range(lengths.sum()))
+
+
+@pytest.mark.parametrize("cell,bidirectional,depth", CONFIGS)
+def test_window_equals_whole_when_it_fits(cell, bidirectional, depth):
+    model, whole = make_windowed(12, 3, 8, depth, cell, bidirectional)
+    docs = make_inputs([12, 1, 0, 7, 11], seed=3)
+    for a, b in zip(model.predict(docs), whole.predict(docs)):
+        assert_allclose(a, b, atol=1e-6, rtol=0)
+    # and the same gradients
+    Ya, back_a = model.begin_update(docs)
+    Yb, back_b = whole.begin_update(docs)
+    for a, b in zip(back_a([y + 1 for y in Ya]), back_b([y + 1 for y in Yb])):
+        assert_allclose(a, b, atol=1e-6, rtol=0)
+    # a longer sequence is cut, so the check above can fail
+    long_doc = make_inputs([30], seed=4)
+    assert numpy.abs(model.predict(long_doc)[0] - whole.predict(long_doc)[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("cell,bidirectional,depth", [("lstm", True, 2), ("gru", False, 1)])
+def test_window_cores_are_whole_encodings_of_their_pieces(cell, bidirectional, depth):
+    """Each core token's vector is the v1 output of its own piece (the core
+    and its context) at that token."""
+    window, context = 10, 2
+    stride = window - 2 * context
+    model, whole = make_windowed(window, context, 8, depth, cell, bidirectional)
+    (X,) = make_inputs([37], seed=5)
+    Y = model.predict([X])[0]
+    for lo in range(0, 37, stride):
+        a, b = max(lo - context, 0), min(lo + stride + context, 37)
+        core = slice(lo - a, min(lo + stride, 37) - a)
+        expected = whole.predict([X[a:b]])[0][core]
+        assert_allclose(Y[lo:lo + stride], expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cell,bidirectional,depth", CONFIGS)
+def test_window_batched_equals_alone(cell, bidirectional, depth):
+    model, _ = make_windowed(9, 2, 8, depth, cell, bidirectional)
+    docs = make_inputs([4, 40, 0, 9, 10, 23, 1], seed=6)
+    batched = model.predict(docs)
+    for doc, in_batch in zip(docs, batched):
+        assert_allclose(model.predict([doc])[0], in_batch, atol=1e-5, rtol=0)
+    reordered = model.predict([docs[5], docs[1]])
+    assert_allclose(reordered[1], batched[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell,depth", [("lstm", 2), ("gru", 1)])
+def test_window_numerical_gradient(cell, depth):
+    """Gradients of inputs read by two pieces (the overlaps) add up, and
+    discarded context outputs get none."""
+    model, _ = make_windowed(6, 1, 4, depth, cell, True, nI=3)
+    Xs = make_inputs([13, 2, 7], nI=3, seed=7)
+    assert window_indices(numpy.array([13, 2, 7]), 6, 1)[0].tolist() == [5, 6, 6, 2, 2, 5, 4]
+    rng = numpy.random.default_rng(8)
+    G = [rng.normal(size=(x.shape[0], 4)).astype("float32") for x in Xs]
+
+    def loss(inputs):
+        return float(sum((y.astype("float64") * g).sum() for y, g in zip(model.predict(inputs), G)))
+
+    _, backprop = model.begin_update(Xs)
+    dXs = backprop([g.copy() for g in G])
+    eps = 1e-2
+    for i, X in enumerate(Xs):
+        for j in range(X.shape[0]):
+            for k in range(X.shape[1]):
+                plus = [x.copy() for x in Xs]
+                plus[i][j, k] += eps
+                minus = [x.copy() for x in Xs]
+                minus[i][j, k] -= eps
+                numeric = (loss(plus) - loss(minus)) / (2 * eps)
+                assert abs(numeric - dXs[i][j, k]) < 2e-3, (i, j, k, numeric, dXs[i][j, k])
+    rnn = model.shims[0]._model.rnn
+    for name, param in rnn.named_parameters():
+        grad = param.grad.clone()
+        for index in [(0,) * param.dim(), tuple(s - 1 for s in param.shape)]:
+            with torch.no_grad():
+                param[index] += eps
+                plus = loss(Xs)
+                param[index] -= 2 * eps
+                minus = loss(Xs)
+                param[index] += eps
+            assert abs((plus - minus) / (2 * eps) - float(grad[index])) < 2e-3, (name, index)
+
+
+def test_window_settings_registry_and_serialization():
+    model = registry.resolve({"m": {"@architectures": "spacy_rnn.BiRNNEncoder.v2", "width": 6,
+                                    "depth": 1, "window": 8, "window_context": 2}})["m"]
+    model.initialize(X=make_inputs([2]))
+    Xs = make_inputs([30, 5], seed=9)
+    expected = model.predict(Xs)
+    loaded = BiRNNEncoder_v2(6, 1, window=8, window_context=2).from_bytes(model.to_bytes())
+    for a, b in zip(expected, loaded.predict(Xs)):
+        assert_allclose(a, b, atol=0, rtol=0)
+    for window in (0, None):
+        assert BiRNNEncoder_v2(6, window=window).attrs["window"] == 0
+    for kwargs, message in [({"window": -1}, "window"), ({"window_context": -1}, "window_context"),
+                            ({"window": 8, "window_context": 4}, "2 \\* window_context")]:
+        with pytest.raises(ValueError, match=message):
+            BiRNNEncoder_v2(6, **kwargs)
+
+
+def _seconds_per_token(model, n_tokens, repeats=5):
+    (X,) = make_inputs([n_tokens], nI=32, seed=10)
+    model.predict([X])  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict([X])
+        best = min(best, time.perf_counter() - start)
+    return best / n_tokens
+
+
+def test_window_long_document_in_linear_time():
+    """A 20,000-token doc costs at most twice as much per token as a
+    2,000-token one (with the default window)."""
+    fix_random_seed(0)
+    model = BiRNNEncoder_v2(128, 1)
+    model.initialize(X=make_inputs([2], nI=32))
+    short = _seconds_per_token(model, 2_000)
+    long = _seconds_per_token(model, 20_000)
+    assert long < 2 * short, (short, long)
