@@ -99,10 +99,13 @@ def test_crf_ner_overfits_conll_sentences(trained):
     nlp, references, examples, losses, _ = trained
     assert sum(len(doc.ents) for doc in references) > 50
     assert losses[-1] < losses[0] / 20
+    # Training stops at the first check with ents_f >= 0.999 (about 20 of the
+    # 100 updates); with over 50 entities that is every entity right.
+    assert len(losses) < 100
     scores = nlp.evaluate(examples)
-    assert scores["ents_f"] >= 0.99, scores
+    assert scores["ents_f"] == 1.0, scores
     docs = list(nlp.pipe(fresh_docs(nlp, references)))
-    assert ent_tuples(docs) == ent_tuples(references) or scores["ents_f"] < 1.0
+    assert ent_tuples(docs) == ent_tuples(references)
 
 
 def test_crf_ner_confidences(trained):
@@ -339,9 +342,15 @@ def test_crf_ner_with_shared_tok2vec_listener():
     train = [example(nlp, "Anna lives in Paris".split(), [(0, 1, "PER"), (3, 4, "LOC")])]
     optimizer = nlp.initialize(lambda: train)
     optimizer.learn_rate = 0.02
-    for _ in range(30):
+    tok2vec = nlp.get_pipe("tok2vec").model
+    initial = tok2vec.to_bytes()
+    first = nlp.update(train, sgd=optimizer, losses={})["crf_ner"]
+    for _ in range(29):
         losses = nlp.update(train, sgd=optimizer, losses={})
-    assert losses["tok2vec"] > 0 or losses["crf_ner"] < 1.0
+    assert losses["crf_ner"] < first / 10
+    # The shared tok2vec has no loss of its own: it learns from the
+    # gradients crf_ner sends back through the listener.
+    assert tok2vec.to_bytes() != initial
     doc = nlp("Anna lives in Paris")
     assert [(e.text, e.label_) for e in doc.ents] == [("Anna", "PER"), ("Paris", "LOC")]
 
