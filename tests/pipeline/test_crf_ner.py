@@ -2,7 +2,6 @@
 round trips, multiprocessing, partial annotation, sentence boundaries,
 confidences, shared tok2vec, configs."""
 
-import itertools
 import json
 import pickle
 import subprocess
@@ -11,13 +10,12 @@ import sys
 import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
 from spacy_rnn.converters.conll import read_conll
 from spacy_rnn.pipeline.augmenters import gold_sentences_augmenter
-from spacy_rnn.pipeline.crf_ner import CRFEntityRecognizer
 
 SMALL_MODEL = {
     "@architectures": "spacy_rnn.CRFTagger.v1",
@@ -355,7 +353,9 @@ def test_crf_ner_with_shared_tok2vec_listener():
     assert [(e.text, e.label_) for e in doc.ents] == [("Anna", "PER"), ("Paris", "LOC")]
 
 
-@pytest.mark.parametrize("name", ["ner_bilstm_crf.cfg", "ner_bilstm_crf_glove.cfg", "ner_bigru_crf.cfg"])
+@pytest.mark.parametrize(
+    "name", ["ner_bilstm_crf.cfg", "ner_bilstm_crf_glove.cfg", "ner_bigru_crf.cfg"]
+)
 def test_crf_ner_configs_are_filled(repo_root, tmp_path, name):
     """`spacy init fill-config` leaves the shipped configs unchanged, and they
     use the factory's defaults (up to the encoder's cell)."""
