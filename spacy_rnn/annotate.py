@@ -15,6 +15,11 @@ Inputs:
 - `nltk`:  an nltk corpus directory, e.g. `~/nltk_data/corpora/reuters`
            (categorised Reuters layout with `cats.txt` is recognised; any other
            directory is read as a plaintext corpus, one text per file).
+
+Without a format, it comes from the input: a table by its extension or first
+line (`converters.table`, the reader the converters use), an nltk corpus for a
+directory without `*.txt` files, plain text otherwise. Files are read in
+`encoding` (UTF-8 by default); bad input raises ValueError naming file and line.
 """
 import json
 from collections import Counter
@@ -24,6 +29,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.language import Language
 from spacy.tokens import DocBin
+
+from .converters.table import find_column, read_table, sniff_format
+from .converters.util import ConversionError, read_lines
 
 FORMATS = ("txt", "jsonl", "tsv", "csv", "nltk")
 
@@ -57,69 +65,80 @@ def ner_components(nlp: Language) -> List[str]:
     return names
 
 
-def _read_txt(path: Path) -> Iterator[Tuple[str, str]]:
+def _located(err: ConversionError) -> ValueError:
+    """A reader's ConversionError as `path:line: message`, the form this module reports."""
+    where = err.path if err.line is None else f"{err.path}:{err.line}"
+    # `annotate` has --encoding but no --skip-invalid: drop that advice
+    message = err.message.replace(", or --skip-invalid to leave such lines out", "")
+    return ValueError(f"{where}: {message}")
+
+
+def _read_txt(path: Path, encoding: str) -> Iterator[Tuple[str, str]]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
             raise ValueError(f"{path}: no *.txt files in this directory")
         for file_ in files:
-            text = file_.read_text(encoding="utf8").strip()
+            try:
+                text = file_.read_text(encoding=encoding).strip()
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{file_}: cannot decode as {encoding} ({err.reason} at byte {err.start}); "
+                    "give the encoding with --encoding"
+                ) from None
             if text:
                 yield str(file_.relative_to(path)), text
         return
-    with path.open("r", encoding="utf8") as file_:
-        for line_no, line in enumerate(file_, start=1):
-            text = line.strip()
-            if text:
-                yield f"{path.name}:{line_no}", text
+    try:
+        lines = read_lines(path, encoding=encoding)
+    except ConversionError as err:
+        raise _located(err) from None
+    for line_no, line in lines:
+        text = (line or "").strip()
+        if text:
+            yield f"{path.name}:{line_no}", text
 
 
-def _read_jsonl(path: Path, text_key: str) -> Iterator[Tuple[str, str]]:
-    with path.open("r", encoding="utf8") as file_:
-        for line_no, line in enumerate(file_, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            if isinstance(record, str):
-                text = record
-            elif isinstance(record, dict) and isinstance(record.get(text_key), str):
-                text = record[text_key]
-            else:
-                raise ValueError(
-                    f"{path}:{line_no}: expected an object with a string field {text_key!r} "
-                    f"(or a JSON string), got {line.strip()[:80]!r}"
-                )
-            if text.strip():
-                yield f"{path.name}:{line_no}", text
-
-
-def _read_table(path: Path, text_key: str, delimiter: str) -> Iterator[Tuple[str, str]]:
-    import csv
-
-    with path.open("r", encoding="utf8", newline="") as file_:
-        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(file_, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file")
-        header = [h.strip() for h in header]
-        if text_key not in header:
+def _read_jsonl(path: Path, text_key: str, encoding: str) -> Iterator[Tuple[str, str]]:
+    try:
+        table = read_table(path, "jsonl", encoding=encoding)
+    except ConversionError as err:
+        raise _located(err) from None
+    for row in table:
+        if row.error is not None:
+            raise ValueError(f"{path}:{row.line}: not valid JSON ({row.error})")
+        record = row.values
+        if isinstance(record, str):
+            text = record
+        elif isinstance(record, dict) and isinstance(record.get(text_key), str):
+            text = record[text_key]
+        else:
+            shown = json.dumps(record, ensure_ascii=False)[:80]
             raise ValueError(
-                f"{path}:1: no column {text_key!r} in the header ({', '.join(header)}); "
-                "name the text column with --text-key"
+                f"{path}:{row.line}: expected an object with a string field {text_key!r} "
+                f"(or a JSON string), got {shown}"
             )
-        col = header.index(text_key)
-        for row in reader:
-            line_no = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if col >= len(row):
-                raise ValueError(f"{path}:{line_no}: {len(row)} columns, expected {len(header)}")
-            if row[col].strip():
-                yield f"{path.name}:{line_no}", row[col].strip()
+        if text.strip():
+            yield f"{path.name}:{row.line}", text
+
+
+def _read_table(path: Path, text_key: str, fmt: str, encoding: str) -> Iterator[Tuple[str, str]]:
+    try:
+        table = read_table(path, fmt, header="first", encoding=encoding)
+        if table.header is None:
+            raise ConversionError("no header line found", path)
+        col = find_column(
+            table.header, text_key, (), "text", "--text-key", path, table.header_line
+        )
+    except ConversionError as err:
+        raise _located(err) from None
+    for row in table:
+        if col >= len(row.values):
+            raise ValueError(
+                f"{path}:{row.line}: {len(row.values)} columns, expected {len(table.header)}"
+            )
+        if row.values[col].strip():
+            yield f"{path.name}:{row.line}", row.values[col].strip()
 
 
 def _read_nltk(path: Path) -> Iterator[Tuple[str, str]]:
@@ -139,7 +158,9 @@ def _read_nltk(path: Path) -> Iterator[Tuple[str, str]]:
             str(path), r"(training|test).*", cat_file="cats.txt", encoding="ISO-8859-2"
         )
     else:
-        reader = PlaintextCorpusReader(str(path), r"(?!\.|README|LICENSE|cats\.txt).*", encoding="utf8")
+        reader = PlaintextCorpusReader(
+            str(path), r"(?!\.|README|LICENSE|cats\.txt).*", encoding="utf8"
+        )
     fileids = [f for f in reader.fileids() if (path / f).is_file()]
     if not fileids:
         raise ValueError(f"{path}: no corpus files found")
@@ -149,35 +170,38 @@ def _read_nltk(path: Path) -> Iterator[Tuple[str, str]]:
             yield fileid, text
 
 
-def read_texts(path: Union[str, Path], fmt: str, text_key: str = "text") -> Iterator[Tuple[str, str]]:
-    """Yield (source, text) pairs from `path` in format `fmt` (txt, jsonl or nltk)."""
+def read_texts(
+    path: Union[str, Path], fmt: str, text_key: str = "text", encoding: str = "utf-8"
+) -> Iterator[Tuple[str, str]]:
+    """Yield (source, text) pairs from `path` in format `fmt` (see FORMATS).
+
+    Bad input raises ValueError naming the file and line (`path:line: ...`).
+    """
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not path.exists():
         raise ValueError(f"input not found: {path}")
     if fmt == "txt":
-        return _read_txt(path)
+        return _read_txt(path, encoding)
     if fmt == "jsonl":
         if path.is_dir():
             raise ValueError(f"{path}: --format jsonl expects a file")
-        return _read_jsonl(path, text_key)
+        return _read_jsonl(path, text_key, encoding)
     if fmt in ("tsv", "csv"):
         if path.is_dir():
             raise ValueError(f"{path}: --format {fmt} expects a file")
-        return _read_table(path, text_key, "\t" if fmt == "tsv" else ",")
+        return _read_table(path, text_key, fmt, encoding)
     return _read_nltk(path)
 
 
 def guess_format(path: Union[str, Path]) -> str:
+    """The input format of `path`: a table format (see `converters.table.sniff_format`),
+    "nltk" for a directory without *.txt files, else "txt"."""
     path = Path(path)
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if path.suffix.lower() in (".tsv", ".csv"):
-        return path.suffix.lower()[1:]
-    if path.is_dir() and not any(path.glob("*.txt")):
-        return "nltk"
-    return "txt"
+    if path.is_dir():
+        return "txt" if any(path.glob("*.txt")) else "nltk"
+    return sniff_format(path) or "txt"
 
 
 def annotate(
@@ -189,6 +213,7 @@ def annotate(
     text_key: str = "text",
     limit: Optional[int] = None,
     batch_size: int = 64,
+    encoding: str = "utf-8",
 ) -> Dict[str, Any]:
     """Run the pipeline over every text and save the docs as a DocBin.
 
@@ -196,7 +221,7 @@ def annotate(
     """
     nlp = load_ner_pipeline(model)
     fmt = fmt or guess_format(input_path)
-    sources = read_texts(input_path, fmt, text_key=text_key)
+    sources = read_texts(input_path, fmt, text_key=text_key, encoding=encoding)
     if limit is not None:
         sources = (item for i, item in enumerate(sources) if i < limit)
     doc_bin = DocBin(store_user_data=False)

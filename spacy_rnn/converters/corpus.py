@@ -10,7 +10,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from .conll import read_conll
-from .textcat import LABEL_COLUMNS, TEXT_COLUMNS, read_textcat, textcat_format
+from .table import sniff_format
+from .textcat import read_textcat
 from .util import ConversionError, ConversionStats, PathLike, blank_nlp
 
 FORMATS = ("auto", "conll", "tsv", "csv", "jsonl")
@@ -22,39 +23,15 @@ def summary_path(output: PathLike) -> Path:
     return output.with_name(output.stem + ".summary.json")
 
 
-def _first_line(path: Path, encoding: str) -> str:
-    try:
-        with path.open("rb") as f:
-            head = f.read(65536)
-    except OSError:
-        return ""
-    for raw in head.split(b"\n"):
-        line = raw.decode(encoding, errors="replace").lstrip("\ufeff").rstrip("\r")
-        if line.strip():
-            return line
-    return ""
-
-
 def detect_format(path: PathLike, encoding: str = "utf-8", textcat_hint: bool = False) -> str:
     """Infer "conll", "tsv", "csv" or "jsonl" from a file's extension and first line.
 
-    JSONL by extension or a first line starting with "{"; TSV or CSV when the
-    first line is a header naming a known text or label column (or, with
+    JSONL by extension or a first line holding a JSON object; TSV or CSV when
+    the first line is a header naming a known text or label column (or, with
     textcat_hint, whenever the extension says .tsv/.csv); CoNLL otherwise.
+    See `converters.table.sniff_format`.
     """
-    path = Path(path)
-    ext_format = textcat_format(path)
-    line = _first_line(path, encoding)
-    if ext_format == "jsonl" or line.lstrip().startswith("{"):
-        return "jsonl"
-    known = set(TEXT_COLUMNS) | set(LABEL_COLUMNS)
-    for fmt, sep in (("tsv", "\t"), ("csv", ",")):
-        cells = [c.strip().strip('"').lower() for c in line.split(sep)]
-        if sep in line and any(c in known for c in cells):
-            return fmt
-    if textcat_hint and ext_format in ("tsv", "csv"):
-        return ext_format
-    return "conll"
+    return sniff_format(path, encoding, trust_extension=textcat_hint) or "conll"
 
 
 def convert_file(

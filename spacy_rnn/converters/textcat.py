@@ -5,29 +5,28 @@ tokenizer keeps every character), with `doc.cats` holding every label of the
 corpus: one-hot for exclusive classes (the default), 0/1 per label with
 `multilabel=True`. Without a label map the raw label values are the category
 names (SST-2 gives cats "0" and "1"); `label_map={"0": "NEG", "1": "POS"}`
-renames them, and a label outside the map is then an error.
+renames them, and a label outside the map is then an error. The rows are read
+by `converters.table`, the reader `annotate` and the benchmark share.
 """
 
-import csv
-import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_lines
+from .table import (
+    LABEL_COLUMNS,
+    TABLE_FORMATS,
+    TEXT_COLUMNS,
+    Table,
+    find_column,
+    format_from_extension,
+    read_table,
+)
+from .util import ConversionError, ConversionStats, PathLike, blank_nlp
 
-TEXT_COLUMNS = ("text", "sentence", "content", "review", "document", "tweet")
-LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category")
-FORMATS = ("tsv", "csv", "jsonl")
-_EXTENSIONS = {
-    ".tsv": "tsv",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
+FORMATS = TABLE_FORMATS
 
 
 def parse_label_map(spec: Optional[str]) -> Optional[Dict[str, str]]:
@@ -49,74 +48,7 @@ def parse_label_map(spec: Optional[str]) -> Optional[Dict[str, str]]:
 
 def textcat_format(path: PathLike) -> Optional[str]:
     """The textcat format an extension implies (".tsv" -> "tsv"), or None."""
-    return _EXTENSIONS.get(Path(path).suffix.lower())
-
-
-def _find_column(
-    header: Sequence[str],
-    wanted: Optional[Union[str, int]],
-    defaults: Sequence[str],
-    what: str,
-    option: str,
-    path: PathLike,
-    line: int,
-) -> int:
-    lowered = [h.strip().lower() for h in header]
-    if wanted is None:
-        for name in defaults:
-            if name in lowered:
-                return lowered.index(name)
-        raise ConversionError(
-            f"no {what} column found in the header {list(header)!r} "
-            f"(looked for {', '.join(defaults)}); "
-            f"name it with {option}",
-            path,
-            line,
-        )
-    if isinstance(wanted, int) or (
-        isinstance(wanted, str) and wanted.isdigit() and wanted not in header
-    ):
-        index = int(wanted)
-        if not 0 <= index < len(header):
-            raise ConversionError(
-                f"{option} {wanted} is out of range: the header has {len(header)} column(s)",
-                path,
-                line,
-            )
-        return index
-    if wanted in header:
-        return list(header).index(wanted)
-    if wanted.lower() in lowered:
-        return lowered.index(wanted.lower())
-    raise ConversionError(f"{option} {wanted!r} is not in the header {list(header)!r}", path, line)
-
-
-def _tsv_rows(lines: List[Tuple[int, Optional[str]]]) -> Iterator[Tuple[int, Optional[List[str]]]]:
-    for line_no, line in lines:
-        yield line_no, None if line is None else line.split("\t")
-
-
-def _csv_rows(
-    path: PathLike, lines: List[Tuple[int, Optional[str]]]
-) -> Iterator[Tuple[int, Optional[List[str]]]]:
-    current = [0]
-
-    def feed() -> Iterator[str]:
-        for line_no, line in lines:
-            if line is None:
-                continue
-            current[0] = line_no
-            yield line + "\n"
-
-    reader = csv.reader(feed())
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            raise ConversionError(f"malformed CSV: {err}", path, current[0]) from None
-        yield current[0], row
+    return format_from_extension(path)
 
 
 def read_textcat(
@@ -156,7 +88,7 @@ def read_textcat(
     RETURNS (docs, stats).
     """
     if format is None:
-        format = textcat_format(path)
+        format = format_from_extension(path)
         if format is None:
             raise ConversionError(
                 f"cannot tell the format from the extension {Path(path).suffix!r}: "
@@ -168,7 +100,9 @@ def read_textcat(
             f"unknown text classification format {format!r}; expected one of {FORMATS}", path
         )
     stats = ConversionStats(input=str(path), format=format)
-    lines = read_lines(path, encoding=encoding, skip_invalid=skip_invalid, stats=stats)
+    table = read_table(
+        path, format, header="first", encoding=encoding, skip_invalid=skip_invalid, stats=stats
+    )
 
     def invalid(line_no: Optional[int], message: str) -> None:
         if not skip_invalid:
@@ -179,9 +113,9 @@ def read_textcat(
 
     records: List[Tuple[int, str, List[str]]] = []  # (line, text, raw labels)
     if format == "jsonl":
-        rows = _jsonl_records(path, lines, text_col, label_col, invalid, stats)
+        rows = _jsonl_records(table, text_col, label_col, invalid)
     else:
-        rows = _table_records(path, lines, format, text_col, label_col, invalid, stats)
+        rows = _table_records(table, text_col, label_col, invalid)
     for line_no, text, raw_label in rows:
         if not isinstance(text, str) or not text.strip():
             invalid(line_no, "the row has no text")
@@ -250,61 +184,56 @@ def _label_str(value: Any) -> str:
     return str(value)
 
 
-def _table_records(path, lines, format, text_col, label_col, invalid, stats):
-    rows = _tsv_rows(lines) if format == "tsv" else _csv_rows(path, lines)
-    header: Optional[List[str]] = None
-    for line_no, row in rows:
-        if row is None:
-            continue  # undecodable: already reported
-        if header is None:
-            if not any(cell.strip() for cell in row):
-                continue
-            header = row
-            header_line = line_no
-            t = _find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, line_no)
-            lab = _find_column(
-                header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no
-            )
-            continue
-        if len(row) == 1 and not row[0].strip():
-            stats.skip(line_no, "blank line")
-            continue
-        if len(row) != len(header):
-            invalid(
-                line_no,
-                f"this row has {len(row)} column(s) but the header "
-                f"(line {header_line}) has {len(header)}",
-            )
-            continue
-        yield line_no, row[t], row[lab]
+InvalidRow = Callable[[Optional[int], str], None]
+Record = Tuple[int, Any, Any]  # (line, text, raw label)
+
+
+def _table_records(
+    table: Table,
+    text_col: Optional[Union[str, int]],
+    label_col: Optional[Union[str, int]],
+    invalid: InvalidRow,
+) -> Iterator[Record]:
+    """(line, text, label) of each TSV/CSV row; the header names the columns."""
+    header, path = table.header, table.path
     if header is None:
         raise ConversionError("no header line found", path)
+    t = find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, table.header_line)
+    lab = find_column(
+        header, label_col, LABEL_COLUMNS, "label", "--label-col", path, table.header_line
+    )
+    for row in table:
+        if len(row.values) != len(header):
+            invalid(
+                row.line,
+                f"this row has {len(row.values)} column(s) but the header "
+                f"(line {table.header_line}) has {len(header)}",
+            )
+            continue
+        yield row.line, row.values[t], row.values[lab]
 
 
-def _jsonl_records(path, lines, text_col, label_col, invalid, stats):
+def _jsonl_records(
+    table: Table,
+    text_col: Optional[Union[str, int]],
+    label_col: Optional[Union[str, int]],
+    invalid: InvalidRow,
+) -> Iterator[Record]:
+    """(line, text, label) of each JSON object; the first object's keys name the fields."""
     keys: Optional[Tuple[str, str]] = None
-    for line_no, line in lines:
-        if line is None or not line.strip():
-            if line is not None:
-                stats.skip(line_no, "blank line")
+    for row in table:
+        if row.error is not None:
+            invalid(row.line, row.error)
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            invalid(line_no, f"invalid JSON: {err.msg} (column {err.colno})")
-            continue
+        obj = row.values
         if not isinstance(obj, dict):
-            invalid(line_no, f"expected a JSON object per line, got {type(obj).__name__}")
+            invalid(row.line, f"expected a JSON object per line, got {type(obj).__name__}")
             continue
         if keys is None:
             header = list(obj)
-            t = header[
-                _find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", path, line_no)
-            ]
-            lab = header[
-                _find_column(
-                    header, label_col, LABEL_COLUMNS, "label", "--label-col", path, line_no
-                )
-            ]
-            keys = (t, lab)
-        yield line_no, obj.get(keys[0]), obj.get(keys[1])
+            t = find_column(header, text_col, TEXT_COLUMNS, "text", "--text-col", table.path,
+                            row.line)
+            lab = find_column(header, label_col, LABEL_COLUMNS, "label", "--label-col",
+                              table.path, row.line)
+            keys = (header[t], header[lab])
+        yield row.line, obj.get(keys[0]), obj.get(keys[1])
