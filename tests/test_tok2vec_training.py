@@ -4,7 +4,7 @@
 CoNLL-2003. Each must end with a lower loss per step and a higher dev score
 than it started with."""
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
 import spacy
@@ -14,31 +14,7 @@ from spacy.training.loop import train as train_nlp
 from spacy.util import registry
 
 import spacy_rnn  # noqa: F401
-
-
-def read_conll_sentences(path: Path, limit: int) -> List[Tuple[List[str], List[str], List[str]]]:
-    """(words, POS tags, IOB2 entity tags) of the first `limit` sentences of a
-    CoNLL-2003 file (columns: token POS chunk NER)."""
-    sentences = []
-    words: List[str] = []
-    pos: List[str] = []
-    ner: List[str] = []
-    with Path(path).open(encoding="utf8") as file_:
-        for line in file_:
-            fields = line.split()
-            if not fields or fields[0] == "-DOCSTART-":
-                if words:
-                    sentences.append((words, pos, ner))
-                    if len(sentences) >= limit:
-                        break
-                words, pos, ner = [], [], []
-                continue
-            words.append(fields[0])
-            pos.append(fields[1])
-            ner.append(fields[-1])
-    if words and len(sentences) < limit:
-        sentences.append((words, pos, ner))
-    return sentences
+from helpers import read_conll_columns
 
 
 def write_docbin(path: Path, sentences, vocab) -> Path:
@@ -96,8 +72,8 @@ def _train(config_name: str, pipe: str, repo_root: Path, train_path: Path, dev_p
 def conll_docbins(conll_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("conll")
     vocab = spacy.blank("en").vocab
-    train_sents = read_conll_sentences(conll_dir / "train.txt", 600)
-    dev_sents = read_conll_sentences(conll_dir / "valid.txt", 200)
+    train_sents = read_conll_columns(conll_dir / "train.txt", 600)
+    dev_sents = read_conll_columns(conll_dir / "valid.txt", 200)
     train = write_docbin(folder / "train.spacy", train_sents, vocab)
     dev = write_docbin(folder / "dev.spacy", dev_sents, vocab)
     return train, dev

@@ -13,6 +13,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, Ragged, chain, concatenate, fix_random_seed
 
+from helpers import randomize_params, tok2vec_config
 from spacy_rnn.ml.textcat import (
     POOLINGS,
     RNNTextCat,
@@ -45,7 +46,8 @@ def docs(nlp) -> List[Doc]:
 
 def word_vector(word: str, width: int = WIDTH) -> numpy.ndarray:
     """A fixed vector per word, seeded by the word itself."""
-    return numpy.random.default_rng(zlib.crc32(word.encode("utf8"))).normal(size=(width,)).astype("f")
+    rng = numpy.random.default_rng(zlib.crc32(word.encode("utf8")))
+    return rng.normal(size=(width,)).astype("f")
 
 
 def fixed_tok2vec(bidirectional: bool, width: int = WIDTH) -> Model[List[Doc], List[numpy.ndarray]]:
@@ -83,7 +85,9 @@ def states(doc: Doc, width: int = WIDTH) -> numpy.ndarray:
     return numpy.asarray(rows, dtype="f").reshape(len(doc), width)
 
 
-def pooled_by_hand(H: numpy.ndarray, pooling: str, bidirectional: bool, params=None) -> numpy.ndarray:
+def pooled_by_hand(
+    H: numpy.ndarray, pooling: str, bidirectional: bool, params=None
+) -> numpy.ndarray:
     """The pooled vector of one doc, written out with plain numpy loops."""
     if "+" in pooling:
         return numpy.concatenate(
@@ -116,14 +120,8 @@ def _build(pooling: str, bidirectional: bool, exclusive: bool, docs, seed: int =
         dropout=0.0,
     )
     model.initialize(X=docs)
-    rng = numpy.random.default_rng(seed)
     # Non-trivial parameters everywhere (the output layer starts at zero).
-    for node in model.walk():
-        for name in node.param_names:
-            if node.has_param(name):
-                shape = node.get_param(name).shape
-                node.set_param(name, rng.normal(size=shape).astype("f"))
-    return model
+    return randomize_params(model, seed=seed, scale=1.0)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS + COMBINED)
@@ -132,7 +130,9 @@ def _build(pooling: str, bidirectional: bool, exclusive: bool, docs, seed: int =
 def test_textcat_pooling_equals_hand_computation(docs, pooling, bidirectional, exclusive):
     model = _build(pooling, bidirectional, exclusive, docs)
     attention = [node for node in model.get_ref("pooling").walk() if node.name == "pool_attention"]
-    params = {name: attention[0].get_param(name) for name in attention[0].param_names} if attention else None
+    params = None
+    if attention:
+        params = {name: attention[0].get_param(name) for name in attention[0].param_names}
     out = model.get_ref("output_layer")
     W, b = out.get_param("W"), out.get_param("b")
     assert W.shape == (3, WIDTH * len(pooling.split("+")))
@@ -237,17 +237,9 @@ def test_textcat_all_empty_batch_pools_to_zeros():
         assert backprop(numpy.ones((2, 4), dtype="f")).dataXd.shape == (0, 4)
 
 
-SMALL_TOK2VEC = {
-    "@architectures": "spacy.Tok2Vec.v2",
-    "embed": {
-        "@architectures": "spacy_rnn.CharWordEmbed.v1",
-        "width": 16,
-        "rows": [500, 100, 200, 50],
-        "char_width": 8,
-        "char_embed_size": 8,
-    },
-    "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 16, "depth": 2},
-}
+SMALL_TOK2VEC = tok2vec_config(
+    16, depth=2, attrs=["NORM", "PREFIX", "SUFFIX", "SHAPE"], rows=[500, 100, 200, 50]
+)
 
 
 @pytest.mark.parametrize("pooling", POOLINGS + COMBINED)
@@ -256,10 +248,10 @@ def test_textcat_padding_invariant_with_birnn(nlp, pooling):
     fix_random_seed(0)
     tok2vec = registry.resolve({"t": SMALL_TOK2VEC})["t"]
     model = RNNTextCat(tok2vec=tok2vec, pooling=pooling, nO=2, dropout=0.3)
-    docs = [nlp.make_doc(text) for text in TEXTS + ["ok", "a much longer review that runs on and on ."]]
+    texts = TEXTS + ["ok", "a much longer review that runs on and on ."]
+    docs = [nlp.make_doc(text) for text in texts]
     model.initialize(X=docs)
-    out = model.get_ref("output_layer")
-    out.set_param("W", numpy.random.default_rng(0).normal(size=out.get_param("W").shape).astype("f"))
+    randomize_params(model.get_ref("output_layer"), seed=0, scale=1.0)
     batched = model.predict(docs)
     for i, doc in enumerate(docs):
         alone = model.predict([doc])
@@ -271,7 +263,10 @@ def test_textcat_padding_invariant_with_birnn(nlp, pooling):
 
 
 def test_textcat_last_uses_encoder_direction():
-    uni = dict(SMALL_TOK2VEC, encode=dict(SMALL_TOK2VEC["encode"], bidirectional=False))
+    uni = tok2vec_config(
+        16, depth=2, attrs=["NORM", "PREFIX", "SUFFIX", "SHAPE"], rows=[500, 100, 200, 50],
+        bidirectional=False,
+    )
     for config, expected in [(SMALL_TOK2VEC, True), (uni, False)]:
         tok2vec = registry.resolve({"t": config})["t"]
         model = RNNTextCat(tok2vec=tok2vec, pooling="last")
@@ -308,7 +303,8 @@ def test_textcat_defaults_fill_config(nlp):
     model = nlp.get_pipe("textcat").model
     assert model.get_ref("tok2vec").get_ref("encode").attrs["bidirectional"] is True
     # the same defaults when called from Python
-    assert RNNTextCat().get_ref("tok2vec").get_ref("encode").get_dim("nO") == cfg["tok2vec"]["encode"]["width"]
+    encode = RNNTextCat().get_ref("tok2vec").get_ref("encode")
+    assert encode.get_dim("nO") == cfg["tok2vec"]["encode"]["width"]
 
 
 def test_textcat_bad_arguments():
@@ -361,7 +357,7 @@ def test_textcat_pooling_batched_equals_alone(lengths, pooling, seed):
     batched = pool.predict(Ragged(X, lengths))
     start = 0
     for i, n in enumerate(lengths):
-        alone = pool.predict(Ragged(X[start : start + n], numpy.array([n], dtype="i")))
+        alone = pool.predict(Ragged(X[start:start + n], numpy.array([n], dtype="i")))
         numpy.testing.assert_allclose(batched[i], alone[0], rtol=1e-5, atol=1e-6)
         start += n
 
@@ -380,8 +376,7 @@ def test_textcat_pooled_dropout_keeps_its_rate(docs):
 
     dropped = RNNTextCat(tok2vec=fixed_tok2vec(True), pooling="mean", nO=3, dropout=0.5)
     dropped.initialize(X=docs)
-    out = dropped.get_ref("output_layer")
-    out.set_param("W", numpy.random.default_rng(0).normal(size=out.get_param("W").shape).astype("f"))
+    randomize_params(dropped.get_ref("output_layer"), seed=0, scale=1.0)
     set_dropout_rate(dropped, 0.0)
     train_scores, _ = dropped.begin_update(docs)
     assert not numpy.allclose(train_scores, dropped.predict(docs))
