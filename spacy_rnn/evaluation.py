@@ -64,9 +64,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from nervaluate import Evaluator
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
 from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
@@ -116,9 +113,9 @@ def _pred_spans(example: Example, index: int) -> List[Tuple[str, int, int]]:
     # tokens align to; overlapping projections keep the longest (filter_spans).
     spans = []
     for ent in pred.ents:
-        indices = x2y[ent.start : ent.end]
+        indices = x2y[ent.start:ent.end]
         if len(indices):
-            spans.append(gold[int(indices[0]) : int(indices[-1]) + 1])
+            spans.append(gold[int(indices[0]):int(indices[-1]) + 1])
             spans[-1].label_ = ent.label_
     return [(s.label_, s.start, s.end) for s in filter_spans(spans)]
 
@@ -200,6 +197,10 @@ def _check_seqs(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> None:
 
 def seqeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict[str, Any]:
     """seqeval micro and per-type P/R/F in default (conlleval) and strict IOB2 mode."""
+    # imported here: loading a pipeline (the runtime plugin) does not need seqeval
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
     out: Dict[str, Any] = {}
     gold_seqs = [list(s) for s in gold_seqs if len(s)]
     pred_seqs = [list(s) for s in pred_seqs if len(s)]
@@ -266,6 +267,8 @@ def semeval_scores(gold_seqs: Sequence[Tags], pred_seqs: Sequence[Tags]) -> Dict
     }
     if not gold_seqs:
         return {mode: dict(empty, per_type={}) for mode in SEMEVAL_MODES}
+    from nervaluate import Evaluator  # imported here, as seqeval above
+
     results = Evaluator(gold_seqs, pred_seqs, tags=labels or ["_"], loader="list").evaluate()
     out: Dict[str, Any] = {}
     for mode, nv_name in SEMEVAL_MODES.items():
@@ -441,7 +444,13 @@ def load_docs(path: Union[str, Path], vocab: Optional[Vocab] = None) -> List[Doc
     try:
         return list(DocBin().from_disk(path).get_docs(vocab or Vocab()))
     except Exception as err:
-        raise ValueError(f"{path}: not a spaCy DocBin file ({type(err).__name__}: {err})") from err
+        # spaCy's own message advises `python -m spacy convert`, which reads
+        # CoNLL-2003 wrongly (see spacy_rnn.converters.conll): point to ours.
+        raise ValueError(
+            f"{path}: not a spaCy DocBin (.spacy) file ({type(err).__name__}). "
+            f"A raw corpus (CoNLL columns, TSV/CSV/JSONL) converts with "
+            f"`python -m spacy_rnn convert {path} {path.with_suffix('.spacy')}`"
+        ) from err
 
 
 def save_docs(docs: Iterable[Doc], path: Union[str, Path]) -> Path:
@@ -485,7 +494,11 @@ def reads_documents(config: Dict[str, Any]) -> bool:
 
 
 def predict_docs(
-    nlp: Any, gold_docs: Sequence[Doc], batch_size: int = 64, gold_preproc: bool = False
+    nlp: Any,
+    gold_docs: Sequence[Doc],
+    batch_size: int = 64,
+    gold_preproc: bool = False,
+    progress: bool = False,
 ) -> List[Doc]:
     """Run a pipeline (or the path of one) over un-annotated copies of the reference docs.
 
@@ -494,6 +507,7 @@ def predict_docs(
     reference sentence is run as a doc of its own and the predictions are joined
     back into one doc per reference (as `spacy evaluate --gold-preproc` does, and
     as CoNLL-2003 systems are usually run); text classification ignores it.
+    With `progress`, a progress bar (docs or sentences done) goes to stderr.
     """
     if isinstance(nlp, (str, Path)):
         import spacy
@@ -501,21 +515,42 @@ def predict_docs(
         nlp = spacy.load(nlp)
 
     if not gold_preproc:
-        return list(nlp.pipe((copy_doc(d, nlp.vocab) for d in gold_docs), batch_size=batch_size))
+        docs = nlp.pipe((copy_doc(d, nlp.vocab) for d in gold_docs), batch_size=batch_size)
+        return list(_progress(docs, len(gold_docs), "doc", progress))
     sentences = [
         [copy_doc(s.as_doc(), nlp.vocab) for s in d.sents]
         if d.has_annotation("SENT_START") and len(d)
         else [copy_doc(d, nlp.vocab)]
         for d in gold_docs
     ]
-    flat = list(nlp.pipe((s for sents in sentences for s in sents), batch_size=batch_size))
+    flat = list(
+        _progress(
+            nlp.pipe((s for sents in sentences for s in sents), batch_size=batch_size),
+            sum(len(sents) for sents in sentences),
+            "sentence",
+            progress,
+        )
+    )
     out, i = [], 0
     for gold, sents in zip(gold_docs, sentences):
-        parts, i = flat[i : i + len(sents)], i + len(sents)
+        parts, i = flat[i:i + len(sents)], i + len(sents)
         doc = Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
         doc.cats = dict(parts[0].cats)
         out.append(doc)
     return out
+
+
+def _progress(items: Iterable[Doc], total: int, unit: str, show: bool) -> Iterable[Doc]:
+    """`items`, with a tqdm bar on stderr when `show` (a long evaluation says where it is)."""
+    if not show:
+        return items
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(
+        items, total=total, unit=f" {unit}s", desc="Predicting", file=sys.stderr, leave=True
+    )
 
 
 def error_doc_indices(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> List[int]:

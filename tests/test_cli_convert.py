@@ -179,3 +179,57 @@ def test_cli_module_entry_point_on_conll2003_valid(conll_dir, tmp_path):
         51362,
         5942,
     )
+
+
+def test_cli_convert_skip_invalid_all_skipped_lists_lines(tmp_path):
+    src = tmp_path / "x.conll"
+    src.write_text("a X-PER\n\nb B-\n", encoding="utf-8")
+    out = _assert_fails(
+        ["convert", src, tmp_path / "x.spacy", "--skip-invalid"],
+        "skipped every sentence (2 invalid line(s))",
+        "line 1: Invalid tag 'X-PER'",
+        "line 3: Invalid tag 'B-'",
+    )
+    assert "no token lines" not in out
+
+
+def test_cli_convert_bom_only_line_counts_as_blank(tmp_path):
+    src = tmp_path / "dev.txt"
+    src.write_bytes("EU B-ORG\nrejects O\n\n\ufeff\n".encode("utf-8"))
+    result, text = _run("convert", src, tmp_path / "dev.spacy")
+    assert result.exit_code == 0, text
+    assert "1 docs, 1 sentences, 2 tokens, 1 entities" in text
+
+
+def _usage(command):
+    from spacy_rnn.cli import _load_commands
+
+    _load_commands()
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    return usage.split("[OPTIONS]", 1)[1].split(), result.output
+
+
+@pytest.mark.parametrize(
+    "command,arguments",
+    [
+        ("convert", ["INPUT", "OUTPUT"]),
+        ("to-conll", ["INPUT", "OUTPUT"]),
+        ("evaluate", ["GOLD"]),
+        ("baseline", ["TASK", "TRAIN", "DEV", "TEST"]),
+        ("compare", ["METRICS..."]),
+        ("vectors", ["OUTPUT"]),
+    ],
+)
+def test_cli_help_arguments_are_plain_uppercase_metavars(command, arguments):
+    """Every command names its arguments alike: UPPERCASE, no {braces}."""
+    pieces, output = _usage(command)
+    assert pieces == arguments
+    assert "{" not in output and "}" not in output
+
+
+def test_cli_vectors_help_keeps_initialize_section_name():
+    """Rich markup would swallow a bare "[initialize]" in the help text."""
+    _, output = _usage("vectors")
+    assert "[initialize] vectors" in " ".join(output.split())

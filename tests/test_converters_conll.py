@@ -288,3 +288,38 @@ def test_conll_crlf_and_bom(tmp_path):
     path = _write(tmp_path, "\ufeffa B-PER\r\nb O\r\n\r\nc O\r\n".encode("utf-8"), mode="wb")
     docs, stats = read_conll(path)
     assert [t.text for t in docs[0]] == ["a", "b", "c"] and stats.sentences == 2
+
+
+def test_conll_line_of_only_a_byte_order_mark_is_blank(tmp_path):
+    """Some public CoNLL files end with a line holding only U+FEFF: a blank line,
+    not a one-column token line that stops the conversion."""
+    text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\ufeff\n"
+    text += "Peter NNP B-NP B-PER\n\n\ufeff\n"
+    docs, stats = read_conll(_write(tmp_path, text.encode("utf-8"), mode="wb"))
+    assert stats.sentences == 2 and stats.tokens == 3 and stats.skipped == []
+    assert [t.text for t in docs[0]] == ["EU", "rejects", "Peter"]
+    assert [t.is_sent_start for t in docs[0]] == [True, False, True]
+    assert [(e.text, e.label_) for e in docs[0].ents] == [("EU", "ORG"), ("Peter", "PER")]
+
+
+def test_conll_skip_invalid_everything_skipped_lists_each_line(tmp_path):
+    """When --skip-invalid leaves no sentence, the error lists every skipped line
+    with its reason instead of claiming the file holds no token lines."""
+    path = _write(tmp_path, "a B-PER x\nb X-PER\n\nc O\n")
+    with pytest.raises(ConversionError) as err:
+        read_conll(path, skip_invalid=True)
+    message = str(err.value)
+    assert "no token lines" not in message
+    assert "skipped every sentence (3 invalid line(s))" in message
+    assert "line 1: Invalid tag 'x'" in message
+    assert "line 2: this line has 2 column(s)" in message
+    assert "line 4: this line has 2 column(s)" in message
+
+
+def test_conll_skip_invalid_everything_skipped_long_list_is_cut(tmp_path):
+    path = _write(tmp_path, "".join(f"w{i} Z-PER\n\n" for i in range(15)))
+    with pytest.raises(ConversionError) as err:
+        read_conll(path, skip_invalid=True)
+    message = str(err.value)
+    assert "line 19:" in message and "line 21:" not in message
+    assert "... and 5 more" in message

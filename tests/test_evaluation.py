@@ -449,3 +449,47 @@ def test_evaluation_predict_docs_keeps_sentences_and_gold_preproc_runs_each_alon
     assert [n for n, _ in seen] == [3, 3]
     assert [t.text for t in pred] == words and pred.text == gold.text
     assert [(e.start, e.text) for e in pred.ents] == [(0, "Anna"), (3, "Bob")]
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from spacy_rnn.cli import _load_commands, app
+
+    _load_commands()
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_evaluation_cli_raw_conll_advises_our_convert(tmp_path):
+    """A raw CoNLL file given as GOLD: the advice is spacy_rnn's converter, not
+    spaCy's (which reads CoNLL-2003's -DOCSTART- lines as sentences)."""
+    raw = tmp_path / "test.txt"
+    raw.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\n", encoding="utf-8")
+    result = _cli(["evaluate", raw, "--predictions", raw])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1, out
+    assert f"python -m spacy_rnn convert {raw} {tmp_path / 'test.spacy'}" in out
+    assert "python -m spacy convert" not in out
+
+
+def test_evaluation_cli_shows_progress_on_stderr(tmp_path):
+    """`evaluate --model` says what it does and how far prediction is, on stderr;
+    stdout keeps the result tables."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PER", "pattern": "Anna"}])
+    nlp.to_disk(tmp_path / "model")
+    gold = [
+        make_doc([(["Anna", "met", "Bob"], ["B-PER", "O", "B-PER"])], vocab=nlp.vocab)
+        for _ in range(7)
+    ]
+    DocBin(docs=gold).to_disk(tmp_path / "gold.spacy")
+    result = _cli(["evaluate", tmp_path / "gold.spacy", "--model", tmp_path / "model"])
+    assert result.exit_code == 0, result.output
+    assert "Running" in result.stderr and "7 documents" in result.stderr
+    assert "Predicting" in result.stderr and "7/7" in result.stderr
+    assert "Scoring 7 documents" in result.stderr
+    assert "Predicting" not in result.stdout and "Scoring" not in result.stdout
+    assert "seqeval" in result.stdout.lower()

@@ -33,13 +33,17 @@ def load_corpus(path: Path, what: str = "input"):
 def baseline_cli(
     task: str = typer.Argument(
         ...,
-        help="'ner' (token features: LogisticRegression, CRF) or 'textcat' (TF-IDF + LogReg)",
+        metavar="TASK",
+        help="'ner' (token features: LogisticRegression, CRF) or 'textcat' "
+        "(TF-IDF + LogReg)",
     ),
     train: Path = typer.Argument(
-        ..., help="Training DocBin (.spacy) or raw corpus (CoNLL .txt, .tsv/.csv/.jsonl)"
+        ...,
+        metavar="TRAIN",
+        help="Training DocBin (.spacy) or raw corpus (CoNLL .txt, .tsv/.csv/.jsonl)",
     ),
-    dev: Path = typer.Argument(..., help="Development DocBin or raw corpus"),
-    test: Path = typer.Argument(..., help="Test DocBin or raw corpus"),
+    dev: Path = typer.Argument(..., metavar="DEV", help="Development DocBin or raw corpus"),
+    test: Path = typer.Argument(..., metavar="TEST", help="Test DocBin or raw corpus"),
     output: Path = typer.Option(
         ..., "--output", "-o", help="Folder for <system>-<split>.spacy and .json"
     ),

@@ -13,7 +13,7 @@ from ..reports import compare_metrics
 @app.command("compare")
 def compare_cli(
     metrics: List[Path] = typer.Argument(
-        ..., help="Metrics JSON files from `evaluate` or `baseline`"
+        ..., metavar="METRICS", help="Metrics JSON files from `evaluate` or `baseline`"
     ),
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Write the table as Markdown"

@@ -5,7 +5,7 @@ with exit status 1; no traceback.
 """
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from wasabi import msg
@@ -141,7 +141,7 @@ def convert_cli(
                 text_col=text_col,
                 label_col=label_col,
                 label_map=_label_map(label_map, input_path),
-                labels=[x.strip() for x in label_set.split(",") if x.strip()] if label_set else None,
+                labels=_label_set(label_set),
                 multilabel=multilabel,
                 label_sep=label_sep,
                 lang=lang,
@@ -157,6 +157,11 @@ def convert_cli(
         return
     print_summary(stats)
     msg.info(f"Summary written to {summary_path(stats.output or output_path)}")
+
+
+def _label_set(spec: Optional[str]) -> Optional[List[str]]:
+    """--label-set "NEG,POS" -> ["NEG", "POS"]; None when not given."""
+    return [x.strip() for x in spec.split(",") if x.strip()] if spec else None
 
 
 def _label_map(spec: Optional[str], path: Path):

@@ -3,6 +3,8 @@
 Scores a spaCy pipeline (run over the gold words) or stored predictions against
 a gold DocBin with `spacy_rnn.evaluation`, prints the tables and writes the
 JSON metrics, a Markdown report, PNG plots and a displaCy page of the errors.
+What it is doing (loading, predicting with a progress bar, scoring) is shown on
+stderr, so that stdout holds the tables alone.
 """
 
 from pathlib import Path
@@ -22,10 +24,15 @@ from ..evaluation import (
 from ..reports import plot_metrics, print_summary, render_errors_html, write_report
 
 
+def _status(text: str) -> None:
+    """A progress line on stderr (stdout keeps the result tables)."""
+    typer.echo(f"ℹ {text}", err=True)
+
+
 @app.command("evaluate")
 def evaluate_cli(
     gold: Path = typer.Argument(
-        ..., help="Gold DocBin (.spacy) with entities and/or text categories"
+        ..., metavar="GOLD", help="Gold DocBin (.spacy) with entities and/or text categories"
     ),
     model: Optional[Path] = typer.Option(
         None, "--model", "-m", help="spaCy pipeline to run over the gold words"
@@ -57,16 +64,20 @@ def evaluate_cli(
     if (model is None) == (predictions is None):
         msg.fail("Give exactly one of --model PATH or --predictions PRED.spacy.", exits=1)
     try:
+        _status(f"Loading {gold}")
         gold_docs = load_docs(gold)
         if model is not None:
             if not model.exists():
                 raise ValueError(f"{model}: model path not found")
             import spacy
 
+            _status(f"Loading the pipeline {model}")
             nlp = spacy.load(model)
             if gold_preproc is None:  # as the dev corpus was read in training
                 gold_preproc = bool(dev_corpus_config(nlp.config).get("gold_preproc", False))
-            pred_docs = predict_docs(nlp, gold_docs, gold_preproc=gold_preproc)
+            unit = "sentence" if gold_preproc else "document"
+            _status(f"Running {model} over {len(gold_docs):,} documents, one {unit} at a time")
+            pred_docs = predict_docs(nlp, gold_docs, gold_preproc=gold_preproc, progress=True)
         else:
             pred_docs = load_docs(predictions, vocab=gold_docs[0].vocab if gold_docs else None)
         if not gold_docs:
@@ -82,6 +93,7 @@ def evaluate_cli(
                 "gold_preproc": gold_preproc if model is not None else None,
             }
         }
+        _status(f"Scoring {len(pred_docs):,} documents")
         metrics.update(evaluate_docs(gold_docs, pred_docs))
     except (ValueError, OSError) as err:
         msg.fail(f"Cannot evaluate {predictions or model} against {gold}: {err}", exits=1)

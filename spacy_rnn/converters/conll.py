@@ -23,6 +23,11 @@ from .. import schemes
 from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_lines
 
 DOCSTART = "-DOCSTART-"
+# A byte-order mark inside a file (some public CoNLL files end with a line
+# holding only one) is not text: such a line counts as blank.
+BOM = "\ufeff"
+# Skipped lines listed one by one in the error when every sentence was skipped.
+MAX_LISTED_SKIPS = 10
 # Sentences per Doc for files without -DOCSTART- markers (as `spacy convert -n 10`).
 DEFAULT_N_SENTS = 10
 
@@ -92,6 +97,8 @@ def _parse(
             current.lines.append(line_no)
             current.bad.append(undecodable[line_no])
             continue
+        if BOM in line:
+            line = line.replace(BOM, "")
         if not line.strip():
             close_sentence()
             continue
@@ -204,6 +211,8 @@ def read_conll(
     )
     sentences = [s for doc in documents for s in doc]
     if not sentences:
+        if stats.skipped:
+            raise ConversionError(_all_skipped_message(stats.skipped), path)
         what = "only -DOCSTART- lines and blank lines" if has_markers else "no token lines"
         raise ConversionError(f"no sentences found (the file holds {what})", path)
     if given_scheme is None:
@@ -229,13 +238,25 @@ def read_conll(
         groups = (
             [document]
             if n_sents is None
-            else [document[i : i + n_sents] for i in range(0, len(document), n_sents)]
+            else [document[i:i + n_sents] for i in range(0, len(document), n_sents)]
         )
         for group in groups:
             if group:
                 docs.append(_make_doc(vocab, group, stats, strict, path, pos_col is not None))
     stats.documents = len(docs)
     return docs, stats
+
+
+def _all_skipped_message(skipped: List[dict]) -> str:
+    """The error when --skip-invalid left no sentence: each skipped line and why."""
+    listed = "; ".join(f"line {r['line']}: {r['reason']}" for r in skipped[:MAX_LISTED_SKIPS])
+    more = len(skipped) - MAX_LISTED_SKIPS
+    if more > 0:
+        listed += f"; ... and {more:,} more"
+    return (
+        f"no sentences left: --skip-invalid skipped every sentence "
+        f"({len(skipped):,} invalid line(s)). {listed}"
+    )
 
 
 def _make_doc(
