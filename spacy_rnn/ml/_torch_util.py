@@ -51,12 +51,20 @@ class AveragingPyTorchShim(PyTorchShim):
             with super().use_params(params):
                 yield
             return
-        backup = {name: value.clone() for name, value in self._model.state_dict().items()}
-        self._model.load_state_dict(averaged, strict=False)
+        with torch_threads():
+            backup = {name: value.clone() for name, value in self._model.state_dict().items()}
+            self._model.load_state_dict(averaged, strict=False)
         try:
             yield
         finally:
-            self._model.load_state_dict(backup)
+            with torch_threads():
+                self._model.load_state_dict(backup)
+
+    def finish_update(self, optimizer: Any) -> None:
+        """thinc's update (the gradients' `zero_` is torch work) under the
+        thread policy."""
+        with torch_threads():
+            super().finish_update(optimizer)
 
 
 def make_shim(module: torch.nn.Module) -> PyTorchShim:

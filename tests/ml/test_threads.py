@@ -285,3 +285,38 @@ def test_forked_child_runs_one_thread():
                             text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["1", "1", "1"]
+
+
+def test_optimizer_update_and_averages_run_with_policy_threads(monkeypatch):
+    """finish_update (thinc's update zeroes torch gradients) and use_params
+    (loads the averaged weights) are torch work under the policy too."""
+    from thinc.api import Adam
+    from thinc.shims.pytorch import PyTorchShim
+
+    seen = {"finish_update": [], "load_state_dict": []}
+    original_update = PyTorchShim.finish_update
+
+    def finish_update(self, optimizer):
+        seen["finish_update"].append(torch.get_num_threads())
+        return original_update(self, optimizer)
+
+    monkeypatch.setattr(PyTorchShim, "finish_update", finish_update)
+    model, X = make_recording_encoder()
+    module = model.shims[0]._model
+    original_load = module.load_state_dict
+
+    def load_state_dict(*args, **kwargs):
+        seen["load_state_dict"].append(torch.get_num_threads())
+        return original_load(*args, **kwargs)
+
+    module.load_state_dict = load_state_dict
+    torch.set_num_threads(2)
+    optimizer = Adam(0.001, use_averages=True)
+    Y, backprop = model.begin_update(X)
+    backprop([numpy.ones_like(y) for y in Y])
+    model.finish_update(optimizer)
+    assert torch.get_num_threads() == 2
+    with model.use_params(optimizer.averages):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2
+    assert seen == {"finish_update": [1], "load_state_dict": [1, 1]}
