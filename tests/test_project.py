@@ -32,12 +32,17 @@ def _docs(path):
     return list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
 
 
+def _ents(doc):
+    return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+
+
 def _project_run(project: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     # the workflow's steps are python subprocesses: keep them on one thread each
     env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.run(
-        [sys.executable, "-m", "spacy", "project", "run", "ci", str(project), f"--vars.data_dir={data_dir}", *args],
+        [sys.executable, "-m", "spacy", "project", "run", "ci", str(project),
+         f"--vars.data_dir={data_dir}", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -61,12 +66,15 @@ def ci_project(tmp_path_factory, repo_root, data_dir):
 def test_project_yml_commands_have_deps_and_outputs(repo_root):
     config = srsly.read_yaml(repo_root / "project.yml")
     names = {c["name"] for c in config["commands"]}
-    required = {"convert", "vectors", "train-ner", "evaluate-ner", "baseline-ner", "train-sentiment",
-                "evaluate-sentiment", "baseline-sentiment", "annotate", "benchmark", "report", "package"}
+    required = {"convert", "vectors", "train-ner", "evaluate-ner", "baseline-ner",
+                "train-sentiment", "evaluate-sentiment", "baseline-sentiment", "annotate",
+                "benchmark", "report", "package"}
     assert required <= names
     for command in config["commands"]:
-        assert command.get("outputs"), f"{command['name']} has no outputs, so it would rerun every time"
-        if command["name"] != "vectors":  # the vectors package is an installed dependency, not a file
+        name = command["name"]
+        assert command.get("outputs"), f"{name} has no outputs, so it would rerun every time"
+        # the vectors package is an installed dependency, not a file
+        if name != "vectors":
             assert command.get("deps"), f"{command['name']} has no deps"
     workflows = config["workflows"]
     assert {"all", "ner", "sentiment", "ci"} <= set(workflows)
@@ -99,17 +107,31 @@ def test_project_ci_workflow_outputs(ci_project):
     assert len(_docs(project / "corpus/ci/conll2003/test.spacy")) == 8
     sst_train = _docs(project / "corpus/ci/sst2/train.spacy")
     assert len(sst_train) == 1500 and set(sst_train[0].cats) == {"NEG", "POS"}
-    # the tiny NER pipeline learned something in 40 steps, and beats nothing less than 20 F1
+    # The tiny pipelines learned in 40 steps: bars that an untrained or constant
+    # model cannot reach. Measured (2 CPUs, OMP_NUM_THREADS=1): NER F1 0.62 (a
+    # model that finds nothing: 0); sentiment on the 75 NEG / 75 POS test slice,
+    # seed 0 (seeds 1-3 the lowest of each): accuracy 0.58 (0.54), macro F1 0.56
+    # (0.52), ROC AUC 0.65 (0.61); a constant label gets 0.50, 0.33 and 0.50.
     ner = json.loads((project / "metrics/ci/ner-test.json").read_text())
-    assert ner["ner"]["seqeval"]["default"]["f"] >= 0.2
-    sentiment = json.loads((project / "metrics/ci/sentiment-test.json").read_text())
-    assert sentiment["textcat"]["accuracy"] > 0.5
-    # the trained pipeline loads and finds entities
+    assert ner["ner"]["seqeval"]["default"]["f"] >= 0.4
+    sentiment = json.loads((project / "metrics/ci/sentiment-test.json").read_text())["textcat"]
+    assert [c["support"] for c in sentiment["per_class"].values()] == [75, 75]
+    assert sentiment["accuracy"] >= 0.52
+    assert sentiment["macro_f1"] >= 0.45
+    assert sentiment["roc_auc"] >= 0.57
+    # the trained pipeline loads and finds entities (301 of the 307 gold ones in number)
     nlp = spacy.load(project / "training/ci/ner/model-best")
     assert nlp.pipe_names == ["crf_ner"]
-    # silver annotations: one doc per raw SST-2 test row, readable by the evaluation
+    test_docs = _docs(project / "corpus/ci/conll2003/test.spacy")
+    found = sum(len(doc.ents) for doc in nlp.pipe(doc.text for doc in test_docs))
+    assert found >= 0.5 * sum(len(doc.ents) for doc in test_docs)
+    # silver annotations: one doc per raw SST-2 test row, holding the entities
+    # that the pipeline finds in its text
     silver = _docs(project / "corpus/ci/silver.spacy")
     assert len(silver) == 150 and all(d.has_annotation("ENT_IOB") for d in silver)
+    predicted = nlp.pipe(doc.text for doc in silver)
+    assert [_ents(d) for d in silver] == [_ents(d) for d in predicted]
+    assert any(d.ents for d in silver)
     # comparison tables name the systems
     table = (project / "metrics/ci/ner-comparison.md").read_text()
     assert "ci_ner" in table and "ner-crf" in table and "ner-logreg" in table
@@ -131,10 +153,12 @@ def test_project_ci_benchmark_results(ci_project):
     assert len(speed["runs"]) == 3 and speed["wps"] == sorted(speed["runs"])[1] and speed["wps"] > 0
     # a training process of spaCy holds at least 50 MB and far less than 8 GB
     assert 50 < spacy_default["peak_rss_mb"] < 8000
-    assert systems["tfidf-lr"]["test"]["accuracy"] > 0.5
+    # TF-IDF + LR on the 75/75 SST-2 test slice: 0.65 measured, a constant label 0.50
+    assert systems["tfidf-lr"]["test"]["accuracy"] >= 0.58
     md = (project / "metrics/ci/benchmark/results.md").read_text()
     assert "python -m spacy_rnn benchmark --systems spacy-default" in md
-    for name in ("ner_scores.png", "ner_speed.png", "ner_learning_curves.png", "sentiment_scores.png"):
+    plots = ("ner_scores.png", "ner_speed.png", "ner_learning_curves.png", "sentiment_scores.png")
+    for name in plots:
         assert (project / "metrics/ci/benchmark" / name).stat().st_size > 1000
 
 
@@ -170,9 +194,11 @@ def test_benchmark_head_corpus_sentences_without_docstart(tmp_path):
 
 
 def test_benchmark_resolve_systems():
-    assert [s.name for s in resolve_systems("bilstm-crf,spacy-default")] == ["bilstm-crf", "spacy-default"]
-    assert [s.name for s in resolve_systems("rnn-textcat")] == [f"rnn-textcat-{p}" for p in
-                                                               ("last", "mean", "max", "attention")]
+    names = [s.name for s in resolve_systems("bilstm-crf,spacy-default")]
+    assert names == ["bilstm-crf", "spacy-default"]
+    poolings = ("last", "mean", "max", "attention")
+    names = [s.name for s in resolve_systems("rnn-textcat")]
+    assert names == [f"rnn-textcat-{p}" for p in poolings]
     assert len(resolve_systems("all")) == len(SYSTEMS)
     ner = {s.name for s in resolve_systems("ner")}
     # each NER system comes without and with GloVe, except the feature baselines
@@ -221,9 +247,11 @@ def _entry(name, task, score, dev, ours=True, speed=None):
     figures = {"f1": score, "f1_strict": score, "semeval_partial_f1": score} if task == "ner" else \
         {"accuracy": score, "macro_f1": score}
     dev_figures = {"f1": dev} if task == "ner" else {"accuracy": dev}
-    entry = {"name": name, "label": name.upper(), "task": task, "kind": "spacy", "ours": ours, "status": "ok",
+    entry = {"name": name, "label": name.upper(), "task": task, "kind": "spacy", "ours": ours,
+             "status": "ok",
              "test": figures, "dev": dev_figures, "train_seconds": 60.0, "peak_rss_mb": 500.0,
-             "command": f"python -m spacy_rnn benchmark --systems {name}", "curve": [[0, 0.1], [100, dev]]}
+             "command": f"python -m spacy_rnn benchmark --systems {name}",
+             "curve": [[0, 0.1], [100, dev]]}
     if speed:
         entry["speed"] = {"wps": speed, "runs": [speed] * 3}
     return entry
@@ -236,15 +264,19 @@ def test_benchmark_results_merge_and_reports(tmp_path):
     save_results(results, path)
     # a later run adds systems and keeps the earlier ones
     results = load_results(path)
-    results["systems"]["spacy-default"] = _entry("spacy-default", "ner", 0.85, 0.88, ours=False, speed=9000)
+    results["systems"]["spacy-default"] = _entry("spacy-default", "ner", 0.85, 0.88, ours=False,
+                                                 speed=9000)
     results["systems"]["rnn-textcat-max"] = _entry("rnn-textcat-max", "sentiment", 0.84, 0.82)
     results["systems"]["rnn-textcat-mean"] = _entry("rnn-textcat-mean", "sentiment", 0.85, 0.80)
     save_results(results, path)
     merged = load_results(path)
-    assert set(merged["systems"]) == {"bilstm-crf", "spacy-default", "rnn-textcat-max", "rnn-textcat-mean"}
+    assert set(merged["systems"]) == {"bilstm-crf", "spacy-default", "rnn-textcat-max",
+                                      "rnn-textcat-mean"}
     tables = markdown_tables(merged)
-    ner_rows = [line for line in tables.splitlines() if line.startswith("| BILSTM") or line.startswith("| SPACY")]
-    assert ner_rows[0].startswith("| BILSTM-CRF | 90.00 | 90.00 | 90.00 | 93.00 | 1.0 min | 5,000 | 500 |")
+    ner_rows = [line for line in tables.splitlines() if line.startswith(("| BILSTM", "| SPACY"))]
+    assert ner_rows[0].startswith(
+        "| BILSTM-CRF | 90.00 | 90.00 | 90.00 | 93.00 | 1.0 min | 5,000 | 500 |"
+    )
     # best pooling is chosen on dev (max: 0.82), not on test (mean: 0.85)
     assert "RNN-TEXTCAT-MAX **(best pooling on dev)**" in tables
     assert "RNN-TEXTCAT-MEAN **(best" not in tables
@@ -256,7 +288,8 @@ def test_benchmark_results_merge_and_reports(tmp_path):
     tables = markdown_tables(merged)
     ner_part, senti_part = tables.split("### Sentiment")
     assert "Trained on: not recorded. Words/s timed on: CPU A, 2 CPUs." in ner_part
-    assert "Trained on: CPU B, 2 CPUs (rnn-textcat-max); not recorded (rnn-textcat-mean)." in senti_part
+    assert ("Trained on: CPU B, 2 CPUs (rnn-textcat-max); not recorded (rnn-textcat-mean)."
+            in senti_part)
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n", encoding="utf8")
     written = write_reports(merged, tmp_path / "out", readme=readme)
@@ -280,11 +313,13 @@ def test_benchmark_run_child_time_limit_and_own_peak_memory(tmp_path):
 
     # the child's own peak: ~150 MB allocated there, while this test process
     # (spaCy, torch loaded) holds more than that, which rusage would report instead
-    code = "b = bytearray(150 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(1)"
+    code = ("b = bytearray(150 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+            "import time; time.sleep(1)")
     result = run_child([sys.executable, "-c", code], tmp_path / "mem.log", "mem")
     assert result.returncode == 0 and not result.timed_out
     assert 150 <= result.peak_rss_mb < 400
-    result = run_child([sys.executable, "-c", "print('hi', flush=True); import time; time.sleep(60)"],
+    slow = "print('hi', flush=True); import time; time.sleep(60)"
+    result = run_child([sys.executable, "-c", slow],
                        tmp_path / "slow.log", "slow", timeout=2)
     assert result.timed_out and result.returncode != 0 and result.seconds < 30
     assert "hi" in (tmp_path / "slow.log").read_text()
@@ -306,5 +341,6 @@ def test_benchmark_curve_from_console_table_when_jsonl_is_short(tmp_path):
     jsonl = tmp_path / "log.jsonl"
     jsonl.write_text('{"step": 0, "score": 0.0}\n', encoding="utf8")
     assert read_training_log(jsonl, console) == [(0, 0.0), (500, 0.81)]
-    jsonl.write_text('{"step": 0, "score": 0.0}\n{"step": 500, "score": 0.8095}\n{"step": 1000, "score": 0.85}\n')
+    jsonl.write_text('{"step": 0, "score": 0.0}\n{"step": 500, "score": 0.8095}\n'
+                     '{"step": 1000, "score": 0.85}\n')
     assert read_training_log(jsonl, console) == [(0, 0.0), (500, 0.8095), (1000, 0.85)]
