@@ -4,21 +4,27 @@ check of every short sequence."""
 
 import itertools
 
+import numpy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacy_rnn.schemes import (
+    MISSING_TAG,
     PREFIXES,
     SCHEMES,
     allowed_transitions,
     convert,
+    decode_tag_ids,
     detect_scheme,
+    encode_tag_ids,
     is_valid,
+    labels_of_tag_set,
     normalize_scheme,
     repair,
     spans_to_tags,
     split_tag,
+    tag_set,
     tags_to_spans,
     validate,
 )
@@ -81,7 +87,9 @@ def _random_tags(scheme):
     prefixes = list(PREFIXES[scheme])
     tag = st.one_of(
         st.just("O"),
-        st.builds(lambda p, l: f"{p}-{l}", st.sampled_from(prefixes), st.sampled_from(LABELS[:2])),
+        st.builds(
+            lambda p, label: f"{p}-{label}", st.sampled_from(prefixes), st.sampled_from(LABELS[:2])
+        ),
     )
     return st.lists(tag, max_size=12)
 
@@ -297,3 +305,130 @@ def test_schemes_detect_finds_the_writing_scheme(scheme, data):
     else:
         assert found == scheme
     assert tags_to_spans(tags, found) == tags_to_spans(tags, scheme)
+
+
+# ---- tag ids -----------------------------------------------------------------
+
+
+def test_schemes_tag_set_order_and_labels():
+    assert tag_set(["LOC", "PER"], "BILUO") == [
+        "O", "B-LOC", "I-LOC", "L-LOC", "U-LOC", "B-PER", "I-PER", "L-PER", "U-PER"
+    ]
+    assert tag_set(["PER"], "bio") == ["O", "B-PER", "I-PER"]
+    assert tag_set(["PER"], "IOBES") == ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
+    assert tag_set([], "BILUO") == ["O"]
+    for scheme in ("IOB2", "IOBES", "BILUO"):
+        tags = tuple(tag_set(["WORK-OF-ART", "PER"], scheme))
+        assert labels_of_tag_set(tags, scheme) == ("WORK-OF-ART", "PER")
+    with pytest.raises(ValueError, match="not a BILUO tag set"):
+        labels_of_tag_set(("O", "B-PER", "I-PER", "U-PER", "L-PER"), "BILUO")
+    with pytest.raises(ValueError, match="not a IOB2 tag set"):
+        labels_of_tag_set(("O", "I-PER", "B-PER"), "IOB2")
+    for scheme in ("IO", "IOB1"):
+        with pytest.raises(ValueError, match="marks where an entity begins"):
+            tag_set(["PER"], scheme)
+
+
+@st.composite
+def chained_spans(draw):
+    """(chain lengths, entity spans [(start, end, label index)]) over the
+    concatenated tokens, each span inside one chain, none overlapping."""
+    lengths = draw(st.lists(st.integers(1, 7), min_size=1, max_size=4))
+    spans = []
+    offset = 0
+    for n in lengths:
+        i = 0
+        while i < n:
+            if draw(st.booleans()):
+                end = draw(st.integers(i + 1, n))
+                spans.append((offset + i, offset + end, draw(st.integers(0, 2))))
+                i = end
+            else:
+                i += 1
+        offset += n
+    return lengths, spans
+
+
+def _chain_arrays(lengths):
+    n = sum(lengths)
+    first = numpy.zeros(n, dtype=bool)
+    last = numpy.zeros(n, dtype=bool)
+    starts = numpy.cumsum([0] + lengths[:-1])
+    first[starts] = True
+    last[starts + numpy.array(lengths) - 1] = True
+    return first, last
+
+
+def _entity_arrays(n, spans):
+    label = numpy.full(n, -1, dtype="int64")
+    begins = numpy.zeros(n, dtype=bool)
+    for s, e, lab in spans:
+        label[s:e] = lab
+        begins[s] = True
+    return label, begins
+
+
+@settings(max_examples=150, deadline=None)
+@given(scheme=st.sampled_from(["IOB2", "BIO", "IOBES", "BILUO"]), data=chained_spans())
+def test_schemes_tag_ids_match_the_tag_strings(scheme, data):
+    """encode_tag_ids writes, per chain, the ids of the tags spans_to_tags
+    writes; decode_tag_ids reads the spans back."""
+    lengths, spans = data
+    n = sum(lengths)
+    first, last = _chain_arrays(lengths)
+    label, begins = _entity_arrays(n, spans)
+    tags = tag_set(LABELS, scheme)
+    ids = encode_tag_ids(label, begins, numpy.ones(n, dtype=bool), first, scheme)
+    offset = 0
+    for length in lengths:
+        chain = [(s - offset, e - offset, LABELS[lab]) for s, e, lab in spans
+                 if offset <= s < offset + length]
+        expected = spans_to_tags(chain, length, scheme)
+        assert [tags[i] for i in ids[offset:offset + length]] == expected
+        offset += length
+    starts, ends, labels = decode_tag_ids(ids, last, scheme)
+    assert list(zip(starts.tolist(), ends.tolist(), labels.tolist())) == sorted(spans)
+
+
+def test_schemes_tag_ids_cut_entities_at_chain_starts_and_mark_missing():
+    # An entity over tokens 1-4 with a chain starting at 3; token 6 unknown;
+    # tokens 7-8 two adjacent entities of the same type.
+    n = 9
+    label = numpy.array([-1, 0, 0, 0, 0, -1, -1, 1, 1])
+    begins = numpy.array([0, 1, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
+    known = numpy.array([1, 1, 1, 1, 1, 1, 0, 1, 1], dtype=bool)
+    first = numpy.zeros(n, dtype=bool)
+    first[[0, 3]] = True
+    tags = tag_set(["PER", "LOC"], "BILUO")
+    ids = encode_tag_ids(label, begins, known, first, "BILUO")
+    names = [tags[i] if i >= 0 else None for i in ids]
+    assert names == ["O", "B-PER", "L-PER", "B-PER", "L-PER", "O", None, "U-LOC", "U-LOC"]
+    assert ids[6] == MISSING_TAG
+    bio = encode_tag_ids(label, begins, known, first, "BIO")
+    tags = tag_set(["PER", "LOC"], "BIO")
+    assert [tags[i] if i >= 0 else None for i in bio] == [
+        "O", "B-PER", "I-PER", "B-PER", "I-PER", "O", None, "B-LOC", "B-LOC"
+    ]
+    # Decoding the BIO ids gives the entities back, cut at the chain start.
+    last = numpy.roll(first, -1)
+    assert last.tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 1]
+    starts, ends, labels = decode_tag_ids(numpy.where(bio < 0, 0, bio), last, "BIO")
+    assert list(zip(starts, ends, labels)) == [(1, 3, 0), (3, 5, 0), (7, 8, 1), (8, 9, 1)]
+
+
+@pytest.mark.parametrize(
+    "scheme,tags",
+    [
+        ("BILUO", ["B-PER", "O"]),  # never closed
+        ("BILUO", ["O", "L-PER"]),  # never opened
+        ("IOBES", ["B-PER", "B-PER", "E-PER"]),
+        ("IOB2", ["O", "I-PER"]),  # IOB2 opens an entity with B- only
+    ],
+)
+def test_schemes_decode_tag_ids_rejects_invalid_sequences(scheme, tags):
+    names = tag_set(["PER"], scheme)
+    ids = numpy.array([names.index(tag) for tag in tags])
+    last = numpy.zeros(len(tags), dtype=bool)
+    last[-1] = True
+    with pytest.raises(ValueError, match="not a valid"):
+        decode_tag_ids(ids, last, scheme)
