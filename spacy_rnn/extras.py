@@ -24,7 +24,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
 
     module (str): the dotted module name to import, e.g. "sklearn_crfsuite".
     extra (str): the spacy-rnn extra that installs it, e.g. "baselines".
-    purpose (str): what needs it, completing "... is needed for <purpose>".
+    purpose (str): what needs it, the subject of "<purpose> needs the Python module ...".
     RETURNS (ModuleType): the imported module.
     """
     if extra not in EXTRAS:
@@ -37,7 +37,8 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         missing = getattr(err, "name", None)
         if missing is None or not (module == missing or module.startswith(missing + ".")):
             raise
+        subject = purpose[:1].upper() + purpose[1:]
         raise ImportError(
-            f"{purpose} needs the Python module {module!r}, which is not installed; "
+            f"{subject} needs the Python module {module!r}, which is not installed; "
             f'install it with: pip install "spacy-rnn[{extra}]"'
         ) from err

@@ -45,3 +45,9 @@ def test_extras_match_setup_cfg():
     parser.read(ROOT / "setup.cfg", encoding="utf8")
     declared = set(parser["options.extras_require"]) - {"all"}
     assert declared == set(EXTRAS)
+
+
+def test_extras_require_message_starts_with_a_capital(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"^The Ray engine needs the Python module 'ray'"):
+        require("ray", "ray", "the Ray engine")
