@@ -19,6 +19,7 @@ from spacy.tokens import Doc
 from thinc.api import Model, torch2xp, xp2torch, zero_init
 from thinc.types import Floats2d
 
+from .threads import torch_threads
 from .words import WordIndex, _column, lookup_rows
 
 InT = List[Doc]
@@ -51,7 +52,12 @@ def with_lm_objective(
         layers=[tok2vec],
         params={"W": None, "b": None},
         dims={"nO": None, "nV": n_words + 1},
-        attrs={"weight": float(weight), "attr": intify_attr(attr), "index": WordIndex(), "loss": 0.0},
+        attrs={
+            "weight": float(weight),
+            "attr": intify_attr(attr),
+            "index": WordIndex(),
+            "loss": 0.0,
+        },
     )
 
 
@@ -111,13 +117,16 @@ def lm_targets(lengths: numpy.ndarray, rows: numpy.ndarray) -> Tuple[numpy.ndarr
 def _softmax_xent(H: Floats2d, W: Floats2d, b, targets: numpy.ndarray, weight: float):
     """weight x the summed cross-entropy of softmax(H W^T + b) against
     targets, and its gradients for H, W and b (in torch: its fused
-    log-softmax is about twice as fast as numpy's on a CPU)."""
-    Ht = xp2torch(H, requires_grad=True)
-    Wt = xp2torch(W, requires_grad=True)
-    bt = xp2torch(b, requires_grad=True)
-    tgt = torch.as_tensor(numpy.asarray(targets, dtype=numpy.int64), device=Ht.device)
-    loss = torch.nn.functional.cross_entropy(torch.addmm(bt, Ht, Wt.t()), tgt, reduction="sum")
-    (loss * weight).backward()
+    log-softmax is about twice as fast as numpy's on a CPU), with the thread
+    policy's number of torch threads."""
+    with torch_threads():
+        Ht = xp2torch(H, requires_grad=True)
+        Wt = xp2torch(W, requires_grad=True)
+        bt = xp2torch(b, requires_grad=True)
+        tgt = torch.as_tensor(numpy.asarray(targets, dtype=numpy.int64), device=Ht.device)
+        logits = torch.addmm(bt, Ht, Wt.t())
+        loss = torch.nn.functional.cross_entropy(logits, tgt, reduction="sum")
+        (loss * weight).backward()
     return weight * float(loss.detach()), torch2xp(Ht.grad), torch2xp(Wt.grad), torch2xp(bt.grad)
 
 
@@ -149,7 +158,8 @@ def _forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, 
         if not src.shape[0]:
             continue
         src_i = ops.asarray1i(src)
-        part, dH, dW[d], db[d] = _softmax_xent(ops.as_contig(Y[src_i, cols]), W[d], b[d], tgt, weight)
+        H = ops.as_contig(Y[src_i, cols])
+        part, dH, dW[d], db[d] = _softmax_xent(H, W[d], b[d], tgt, weight)
         loss += part
         dY[src_i, cols] = dH
     model.attrs["loss"] = loss
@@ -160,4 +170,3 @@ def _forward(model: Model[InT, OutT], docs: InT, is_train: bool) -> Tuple[OutT, 
         return backprop_tok2vec(ops.unflatten(ops.flatten(dYs) + dY, lengths))
 
     return Ys, backprop
-

@@ -40,7 +40,9 @@ def Maxout(
     return model
 
 
-def maxout_forward(model: Model[Floats2d, Floats2d], X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
+def maxout_forward(
+    model: Model[Floats2d, Floats2d], X: Floats2d, is_train: bool
+) -> Tuple[Floats2d, Callable]:
     ops = model.ops
     nO, nP, nI = model.get_dim("nO"), model.get_dim("nP"), model.get_dim("nI")
     W = ops.reshape2f(model.get_param("W"), nO * nP, nI)

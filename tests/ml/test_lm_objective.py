@@ -127,6 +127,34 @@ def test_lm_gradient_matches_finite_differences():
         assert dW[idx] == pytest.approx(numeric, rel=2e-2, abs=2e-3)
 
 
+def test_objective_runs_torch_under_the_thread_policy(monkeypatch):
+    """The objective's softmax runs with the policy's number of torch threads
+    (spacy_rnn.ml.threads) and leaves the caller's own setting as it was."""
+    import torch
+
+    from spacy_rnn.ml.threads import set_torch_threads
+
+    model = _model()
+    seen = []
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    caller = torch.get_num_threads()
+    try:
+        set_torch_threads(1)
+        torch.set_num_threads(2)
+        model(_docs(), is_train=True)
+        assert seen == [1, 1]  # forward and backward direction
+        assert torch.get_num_threads() == 2
+    finally:
+        set_torch_threads(None)
+        torch.set_num_threads(caller)
+
+
 def test_no_half_sees_the_word_it_predicts():
     """Changing the word at t + 1 leaves the forward half at t as it was, and
     changing the word at t - 1 leaves the backward half at t: the encoder

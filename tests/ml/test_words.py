@@ -178,7 +178,8 @@ def _vectors_nlp():
     nlp = spacy.blank("en")
     words = ["the", "cat", "dog", "zebra"]
     data = numpy.random.RandomState(0).uniform(-1, 1, (4, 5)).astype("f")
-    nlp.vocab.vectors = Vectors(data=data, keys=[nlp.vocab.strings.add(w) for w in words], attr="LOWER")
+    keys = [nlp.vocab.strings.add(w) for w in words]
+    nlp.vocab.vectors = Vectors(data=data, keys=keys, attr="LOWER")
     return nlp
 
 
@@ -212,7 +213,8 @@ def test_tuned_vectors_start_static_and_move_only_seen_words():
     W = vectors.get_param("W")
     assert_allclose(Y[2], W @ V[3], atol=1e-5)
     assert_allclose(Y[3], W @ V[2], atol=1e-5)
-    rows = vectors.attrs["index"].lookup(numpy.array([nlp.vocab.strings["the"]], dtype=numpy.uint64))
+    the = numpy.array([nlp.vocab.strings["the"]], dtype=numpy.uint64)
+    rows = vectors.attrs["index"].lookup(the)
     assert_allclose(Y[0], W @ (V[0] + D[rows[0]]), atol=1e-5)
     fresh = CharWordEmbed(8, attrs=[], rows=[], char_encoder=None, include_static_vectors=True,
                           tune_vectors=10).from_bytes(tuned.to_bytes())
