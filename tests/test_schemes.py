@@ -414,6 +414,10 @@ def test_schemes_tag_ids_cut_entities_at_chain_starts_and_mark_missing():
     assert last.tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 1]
     starts, ends, labels = decode_tag_ids(numpy.where(bio < 0, 0, bio), last, "BIO")
     assert list(zip(starts, ends, labels)) == [(1, 3, 0), (3, 5, 0), (7, 8, 1), (8, 9, 1)]
+    # No entity crosses a chain end: B-PER | I-PER is two chains' invalid paths.
+    with pytest.raises(ValueError, match="not a valid IOB2"):
+        decode_tag_ids(numpy.array([1, 2]), numpy.array([True, True]), "BIO")
+    assert decode_tag_ids(numpy.array([1, 2]), numpy.array([False, True]), "BIO")[1] == [2]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from thinc.api import Adam
 
+import spacy_rnn.ml.crf as crf_module
+from spacy_rnn.ml.chains import ChainLayout
 from spacy_rnn.ml.crf import (
     CRF,
     MISSING,
@@ -17,6 +19,8 @@ from spacy_rnn.ml.crf import (
     PAD,
     CRFLoss,
     apply_constraints,
+    chain_loss,
+    decode_entities,
     log_partition,
     marginals,
     nll,
@@ -25,7 +29,8 @@ from spacy_rnn.ml.crf import (
     span_log_probs,
     viterbi,
 )
-from spacy_rnn.schemes import is_valid, tags_to_spans
+from spacy_rnn.ml.threads import set_torch_threads
+from spacy_rnn.schemes import is_valid, tag_set, tags_to_spans
 
 
 def make_batch(lengths, K, seed=0, dtype=torch.float64):
@@ -47,7 +52,8 @@ def all_paths(emission, transitions, start, end):
     steps = numpy.arange(L)
     for path in itertools.product(range(K), repeat=L):
         p = numpy.array(path)
-        score = start[p[0]] + end[p[-1]] + emission[steps, p].sum() + transitions[p[:-1], p[1:]].sum()
+        moves = transitions[p[:-1], p[1:]].sum()
+        score = start[p[0]] + end[p[-1]] + emission[steps, p].sum() + moves
         yield path, float(score)
 
 
@@ -81,10 +87,10 @@ def test_crf_log_partition_viterbi_marginals_match_brute_force(lengths, K):
         truth = torch.full((1, max(lengths)), PAD, dtype=torch.long)
         truth[0, :L] = torch.tensor(path[0])
         got = path_score(
-            emissions[b : b + 1], truth.clamp(min=0), mask[b : b + 1], transitions, start, end
+            emissions[b:b + 1], truth.clamp(min=0), mask[b:b + 1], transitions, start, end
         )
         assert float(got) == pytest.approx(path[1], abs=1e-9)
-        loss = nll(emissions[b : b + 1], truth, transitions, start, end)
+        loss = nll(emissions[b:b + 1], truth, transitions, start, end)
         assert float(loss) == pytest.approx(expected_z - path[1], abs=1e-9)
 
 
@@ -94,7 +100,7 @@ def test_crf_batched_equals_unbatched():
     log_z = log_partition(emissions, mask, transitions, start, end)
     tags, _ = viterbi(emissions, mask, transitions, start, end)
     for b, L in enumerate(lengths):
-        alone = emissions[b : b + 1, :L]
+        alone = emissions[b:b + 1, :L]
         ones = torch.ones((1, L), dtype=torch.bool)
         assert float(log_partition(alone, ones, transitions, start, end)) == pytest.approx(
             float(log_z[b])
@@ -240,3 +246,159 @@ def test_crf_forbidden_scores_never_change():
     assert float(transitions.grad[~constraints.trans_ok].abs().sum()) == 0.0
     assert float(start.grad[~constraints.start_ok].abs().sum()) == 0.0
     assert float(end.grad[~constraints.end_ok].abs().sum()) == 0.0
+
+
+# ---- chains and the numpy entry points -----------------------------------------
+
+
+def test_chain_layout_from_docs_pad_unpad_split():
+    import spacy
+    from spacy.tokens import Doc
+
+    vocab = spacy.blank("en").vocab
+    docs = [
+        Doc(vocab, words=list("abcde"), sent_starts=[1, 0, 1, 0, 0]),
+        Doc(vocab, words=[]),
+        Doc(vocab, words=list("xy")),  # no sentence starts: one chain
+        Doc(vocab, words=list("pqr"), sent_starts=[1, 1, 1]),
+    ]
+    layout = ChainLayout.from_docs(docs)
+    assert layout.chain_lengths.tolist() == [2, 3, 2, 1, 1, 1]
+    assert layout.doc_offsets.tolist() == [0, 5, 5, 7, 10]
+    assert layout.mask.shape == (6, 3) and int(layout.mask.sum()) == layout.n_tokens == 10
+    assert layout.chain_first.nonzero()[0].tolist() == [0, 2, 5, 7, 8, 9]
+    assert layout.chain_last.nonzero()[0].tolist() == [1, 4, 6, 7, 8, 9]
+    flat = numpy.arange(20, dtype="float32").reshape((10, 2)) + 1
+    padded = layout.pad(flat)
+    assert padded.shape == (6, 3, 2)
+    assert (padded[~layout.mask] == 0).all()
+    assert padded[1, :, 0].tolist() == [5.0, 7.0, 9.0]  # tokens 2-4
+    numpy.testing.assert_array_equal(layout.unpad(padded), flat)
+    assert [part.shape[0] for part in layout.split(flat)] == [5, 0, 2, 3]
+    rows = layout.span_rows(numpy.array([3, 5, 9]), numpy.array([5, 7, 10]))
+    assert rows.tolist() == [[1, 1, 2], [2, 0, 1], [5, 0, 0]]
+    with pytest.raises(ValueError, match="do not tile"):
+        ChainLayout([4], numpy.array([2, 1]))
+    with pytest.raises(ValueError, match="rows for a batch of 10 tokens"):
+        layout.pad(flat[:9])
+    empty = ChainLayout.from_docs([Doc(vocab, words=[])])
+    assert empty.mask.shape == (0, 0) and empty.pad(numpy.zeros((0, 4))).shape == (0, 0, 4)
+
+
+def crf_layer(scheme, labels=("PER", "LOC"), seed=0):
+    """A CRF layer with its tag set and random learned scores."""
+    tags = tag_set(labels, scheme)
+    crf = CRF(nO=len(tags))
+    crf.attrs["tags"] = tags
+    crf.attrs["scheme"] = scheme
+    crf.initialize()
+    rng = numpy.random.default_rng(seed)
+    K = len(tags)
+    for name, shape in (("transitions", (K, K)), ("start", (K,)), ("end", (K,))):
+        crf.set_param(name, rng.normal(size=shape).astype("float32"))
+    return crf, tags
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_crf_decode_entities_matches_brute_force(scheme):
+    """Per chain, the entities of the best path, each scored by the total
+    probability of the paths that hold exactly that entity (brute force over
+    every tag sequence of every chain)."""
+    crf, tags = crf_layer(scheme, seed=3)
+    K = len(tags)
+    layout = ChainLayout([4, 2], numpy.array([3, 1, 2]))
+    rng = numpy.random.default_rng(4)
+    emissions = (rng.normal(size=(layout.n_tokens, K)) * 3).astype("float32")
+    found = decode_entities(crf, emissions, layout)
+    constraints = scheme_constraints(tuple(tags), scheme)
+    params = [
+        torch.from_numpy(crf.get_param(name).astype("float64"))
+        for name in ("transitions", "start", "end")
+    ]
+    masked = apply_constraints(*params, constraints)
+    expected = []
+    for first, last in zip(layout.chain_offsets[:-1], layout.chain_offsets[1:]):
+        chain = torch.from_numpy(emissions[first:last].astype("float64"))
+        paths = list(all_paths(chain, *masked))
+        log_z = numpy.logaddexp.reduce([score for _, score in paths])
+        best = max(paths, key=lambda item: item[1])[0]
+        for s, e, label in tags_to_spans([tags[k] for k in best], scheme):
+            holding = [
+                score for path, score in paths
+                if (s, e, label) in tags_to_spans([tags[k] for k in path], scheme)
+            ]
+            prob = numpy.exp(numpy.logaddexp.reduce(holding) - log_z)
+            expected.append((first + s, first + e, ["PER", "LOC"].index(label), prob))
+    assert len(expected) >= 2
+    got = list(zip(found.starts.tolist(), found.ends.tolist(), found.labels.tolist()))
+    assert got == [row[:3] for row in expected]
+    numpy.testing.assert_allclose(found.scores, [row[3] for row in expected], rtol=1e-4)
+
+
+def test_crf_decode_entities_needs_a_tag_set():
+    crf = CRF(nO=3)
+    crf.initialize()
+    with pytest.raises(ValueError, match="no tags"):
+        decode_entities(crf, numpy.zeros((2, 3), "float32"), ChainLayout([2], numpy.array([2])))
+    crf.attrs["tags"] = ["O", "I-PER", "B-PER"]
+    crf.attrs["scheme"] = "BIO"
+    with pytest.raises(ValueError, match="not a IOB2 tag set"):
+        decode_entities(crf, numpy.zeros((2, 3), "float32"), ChainLayout([2], numpy.array([2])))
+    crf, _ = crf_layer("BILUO")
+    none = decode_entities(crf, numpy.zeros((0, 9), "float32"), ChainLayout([0], numpy.zeros(0)))
+    assert none.starts.shape == none.scores.shape == (0,)
+
+
+def test_crf_chain_loss_is_the_sum_over_chains():
+    """The batched loss and gradient equal those of each chain on its own."""
+    crf, tags = crf_layer("BILUO", seed=5)
+    K = len(tags)
+    layout = ChainLayout([5, 3], numpy.array([2, 3, 3]))
+    rng = numpy.random.default_rng(6)
+    emissions = rng.normal(size=(layout.n_tokens, K)).astype("float32")
+    gold = numpy.array([4, 0, 1, 3, 0, MISSING, 8, 0], dtype="int64")  # U-PER O | B-PER L-PER O
+    d_emissions, loss = chain_loss(crf, emissions, gold, layout)
+    assert d_emissions.shape == emissions.shape
+    total = 0.0
+    for first, last in zip(layout.chain_offsets[:-1], layout.chain_offsets[1:]):
+        alone = CRF(nO=K)
+        alone.attrs.update(crf.attrs)
+        alone.initialize()
+        for name in ("transitions", "start", "end"):
+            alone.set_param(name, crf.get_param(name).copy())
+        d_alone, loss_alone = CRFLoss(alone)(emissions[None, first:last], gold[None, first:last])
+        numpy.testing.assert_allclose(d_emissions[first:last], d_alone[0], rtol=1e-5, atol=1e-6)
+        total += loss_alone
+    assert loss == pytest.approx(total, rel=1e-5)
+
+
+def test_crf_torch_work_runs_under_the_thread_policy(monkeypatch):
+    """Decoding and the loss run torch with the policy's threads (1 here) and
+    give the caller's setting back."""
+    seen = []
+    real_viterbi, real_nll = crf_module.viterbi, crf_module.nll
+
+    def viterbi_spy(*args):
+        seen.append(("viterbi", torch.get_num_threads()))
+        return real_viterbi(*args)
+
+    def nll_spy(*args):
+        seen.append(("nll", torch.get_num_threads()))
+        return real_nll(*args)
+
+    monkeypatch.setattr(crf_module, "viterbi", viterbi_spy)
+    monkeypatch.setattr(crf_module, "nll", nll_spy)
+    crf, tags = crf_layer("BILUO")
+    layout = ChainLayout([3], numpy.array([3]))
+    emissions = numpy.ones((3, len(tags)), dtype="float32")
+    before = torch.get_num_threads()
+    set_torch_threads(1)
+    try:
+        torch.set_num_threads(2)
+        decode_entities(crf, emissions, layout)
+        chain_loss(crf, emissions, numpy.array([0, 0, 0]), layout)
+        assert torch.get_num_threads() == 2
+    finally:
+        set_torch_threads(None)
+        torch.set_num_threads(before)
+    assert seen == [("viterbi", 1), ("nll", 1)]
