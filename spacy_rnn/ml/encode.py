@@ -1,19 +1,22 @@
-"""spacy_rnn.BiRNNEncoder.v1: stacked (bi)directional LSTM or GRU over packed
-sequences.
+"""spacy_rnn.BiRNNEncoder.v1: stacked (bi)directional LSTM or GRU, each
+sequence read exactly over its own tokens.
 
-All sequences of a batch go through one `torch.nn.LSTM`/`GRU` call as one
-`PackedSequence`, so each sequence is read exactly over its own tokens: its
-output never depends on the other sequences of the batch. (spaCy's
-`spacy.TorchBiLSTMEncoder.v1` runs on the padded batch, so the backward
-direction of a short doc starts on padding and its vectors change with its
-batch companions.)
+Each sequence's output never depends on the other sequences of the batch:
+the result is that of one `torch.nn.LSTM`/`GRU` call over a `PackedSequence`
+of the batch. (spaCy's `spacy.TorchBiLSTMEncoder.v1` runs on the padded
+batch, so the backward direction of a short doc starts on padding and its
+vectors change with its batch companions.) On CUDA the layer makes that
+packed call; on CPU, where torch's packed kernels are 2-3 times slower per
+token than its dense ones, it runs each layer and direction over a few
+right-padded dense buckets of sequences of similar lengths, the backward
+direction reading each sequence reversed from its own last token
+(`dense_plan`, `run_dense`): the same outputs.
 
 spacy_rnn.BiRNNEncoder.v2 adds windows: a long sequence is read as
-overlapping pieces of at most `window` tokens, batched with all other pieces
-in the same packed call, so a long document is not one long sequential chain
-(see `window_indices`).
+overlapping pieces of at most `window` tokens, batched with all other pieces,
+so a long document is not one long sequential chain (see `window_indices`).
 """
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 import numpy
 import torch
@@ -32,6 +35,9 @@ CELLS = ("lstm", "gru")
 # BiRNNEncoder.v2's defaults, chosen on CoNLL-2003 dev (benchmarks/speed.md)
 DEFAULT_WINDOW = 128
 DEFAULT_WINDOW_CONTEXT = 32
+# a bucket of run_dense holds sequences longer than 1 / BUCKET_PADDING of its longest
+BUCKET_PADDING = 2.0
+BUCKET_SLOTS = 8192
 
 
 @registry.architectures("spacy_rnn.BiRNNEncoder.v1")
@@ -214,23 +220,146 @@ class PackedRNN(torch.nn.Module):
         if self.rnn is None:
             self.build(int(state["rnn.weight_ih_l0"].shape[1]))
 
-    def forward(
-        self,
-        X: torch.Tensor,
-        pack_idx: torch.Tensor,
-        batch_sizes: torch.Tensor,
-        unpack_idx: torch.Tensor,
-    ) -> torch.Tensor:
+    def forward(self, X: torch.Tensor, gather: Optional[torch.Tensor], keep: Optional[torch.Tensor],
+                plan: Union["DensePlan", Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+                ) -> torch.Tensor:
+        """X: (n_tokens, nI), the tokens of all sequences, sequence after
+        sequence. With windows, gather (n_read,) is the token read at each
+        position of the pieces (a token of an overlap is read twice, and its
+        gradients add up) and keep (n_tokens,) the piece position of each
+        token's output. `plan` is a DensePlan (CPU) or the packing indices
+        (pack_idx, batch_sizes, unpack_idx) of the pieces (CUDA: cuDNN runs
+        packed batches well). Returns (n_tokens, nO)."""
         assert self.rnn is not None, "PackedRNN used before build()"
-        if X.device.type == "cuda":
+        if gather is not None:
+            X = X.index_select(0, gather)  # (n_read, nI)
+        if isinstance(plan, DensePlan):
+            Y = run_dense(self.rnn, X, plan, self.rnn.dropout)
+        else:
+            pack_idx, batch_sizes, unpack_idx = plan
             self.rnn.flatten_parameters()
-        # X: (n_tokens, nI), the tokens of all sequences, sequence after sequence;
-        # pack_idx: (n_read,) the token read at each packed row (with windows, a
-        # token of an overlap is read twice and its gradients add up)
-        data = X.index_select(0, pack_idx)  # (n_read, nI), time-major packed order
-        out, _ = self.rnn(PackedSequence(data, batch_sizes))
-        # out.data: (n_read, nO) packed order -> (n_tokens, nO) sequence after sequence
-        return out.data.index_select(0, unpack_idx)
+            data = X.index_select(0, pack_idx)  # (n_read, nI), time-major packed order
+            out, _ = self.rnn(PackedSequence(data, batch_sizes))
+            Y = out.data.index_select(0, unpack_idx)  # (n_read, nO), piece after piece
+        if keep is not None:
+            Y = Y.index_select(0, keep)
+        return Y
+
+
+class Bucket(NamedTuple):
+    """Sequences of similar lengths, right-padded into one (T, B) batch."""
+
+    forward: torch.Tensor  # (T * B,) token read at each slot, time-major; n_tokens = padding
+    backward: torch.Tensor  # (T * B,) the same, each sequence reversed within its length
+    valid: torch.Tensor  # (n_valid,) slots holding a token
+    steps: int  # T
+    size: int  # B
+
+
+class DensePlan(NamedTuple):
+    """How to run a batch of sequences as a few right-padded dense batches
+    (see `dense_plan`)."""
+
+    buckets: List[Bucket]
+    forward_rows: torch.Tensor  # (n_tokens,) row of each token in the buckets' forward outputs
+    backward_rows: torch.Tensor  # (n_tokens,) the same for the backward outputs
+    n_tokens: int
+
+
+def dense_plan(
+    lengths: numpy.ndarray, device: "torch.device", max_padding: float = BUCKET_PADDING
+) -> DensePlan:
+    """Buckets of sequences (tokens given sequence after sequence) for
+    `run_dense`: sorted by length, a new bucket begins where a sequence is
+    shorter than 1 / max_padding of the bucket's longest, so at most about
+    half of a bucket's slots are padding (usually far fewer).
+
+    Each direction reads each sequence from its own first token (the
+    backward direction reads the sequence reversed), so right padding never
+    reaches a token's output: the result is that of a packed sequence."""
+    lengths = numpy.asarray(lengths, dtype=numpy.int64)
+    n_tokens = int(lengths.sum())
+    seq_start = numpy.cumsum(lengths) - lengths
+    order = numpy.argsort(-lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    sorted_lengths = lengths[order]
+    buckets: List[Bucket] = []
+    forward_tokens: List[numpy.ndarray] = []
+    backward_tokens: List[numpy.ndarray] = []
+    i = 0
+    while i < order.shape[0]:
+        T = int(sorted_lengths[i])
+        # first sequence shorter than T / max_padding (sorted_lengths is descending)
+        j = int(numpy.searchsorted(-sorted_lengths, -T / max_padding, side="right"))
+        # and at most BUCKET_SLOTS slots (steps x sequences), so that a bucket's
+        # buffers stay in the CPU caches
+        j = min(max(j, i + 1), i + max(1, BUCKET_SLOTS // T))
+        lens = sorted_lengths[i:j]
+        starts = seq_start[order[i:j]]
+        t = numpy.arange(T)[:, None]  # (T, 1)
+        valid = t < lens[None, :]  # (T, B)
+        fwd = numpy.where(valid, starts[None, :] + t, n_tokens).reshape(-1)
+        bwd = numpy.where(valid, starts[None, :] + lens[None, :] - 1 - t, n_tokens).reshape(-1)
+        slots = numpy.flatnonzero(valid.reshape(-1))
+        forward_tokens.append(fwd[slots])
+        backward_tokens.append(bwd[slots])
+        buckets.append(
+            Bucket(
+                torch.from_numpy(fwd).to(device),
+                torch.from_numpy(bwd).to(device),
+                torch.from_numpy(slots).to(device),
+                T,
+                j - i,
+            )
+        )
+        i = j
+
+    def rows_of(tokens: List[numpy.ndarray]) -> torch.Tensor:
+        rows = numpy.empty(n_tokens, dtype=numpy.int64)
+        if tokens:
+            rows[numpy.concatenate(tokens)] = numpy.arange(n_tokens)
+        return torch.from_numpy(rows).to(device)
+
+    return DensePlan(buckets, rows_of(forward_tokens), rows_of(backward_tokens), n_tokens)
+
+
+def run_dense(
+    rnn: torch.nn.RNNBase, X: torch.Tensor, plan: DensePlan, dropout: float = 0.0
+) -> torch.Tensor:
+    """The outputs of `rnn` (a torch LSTM or GRU, time-major) over the
+    sequences of X (n_tokens, nI), as for a PackedSequence: (n_tokens, nO),
+    [forward | backward] when bidirectional. Each layer and direction runs
+    as one dense call per bucket (torch's CPU kernels run dense batches
+    several times faster than packed ones), with the direction's own
+    weights; `dropout` is applied between layers (in training, as torch)."""
+    n_dirs = 2 if rnn.bidirectional else 1
+    H = rnn.hidden_size
+    is_lstm = isinstance(rnn, torch.nn.LSTM)
+    vf = torch._VF.lstm if is_lstm else torch._VF.gru
+    layer_input = X
+    for layer in range(rnn.num_layers):
+        if layer and dropout and rnn.training:
+            layer_input = torch.nn.functional.dropout(layer_input, dropout, training=True)
+        padded = torch.cat([layer_input, layer_input.new_zeros((1, layer_input.shape[1]))])
+        outputs = []
+        for direction in range(n_dirs):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            weights = [
+                getattr(rnn, f"{name}{suffix}")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            pieces = []
+            for bucket in plan.buckets:
+                index = bucket.backward if direction else bucket.forward
+                x = padded.index_select(0, index).view(bucket.steps, bucket.size, -1)
+                h0 = x.new_zeros((1, bucket.size, H))
+                hx = (h0, h0) if is_lstm else h0
+                y = vf(x, hx, weights, True, 1, 0.0, rnn.training, False, False)[0]
+                pieces.append(y.reshape(-1, H).index_select(0, bucket.valid))
+            rows = plan.backward_rows if direction else plan.forward_rows
+            outputs.append(torch.cat(pieces).index_select(0, rows))
+        layer_input = outputs[0] if n_dirs == 1 else torch.cat(outputs, dim=1)
+    return layer_input
 
 
 def packing_indices(lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
@@ -280,18 +409,22 @@ def forward(model: Model[InT, OutT], Xs: InT, is_train: bool) -> Tuple[OutT, Cal
     piece_lengths, gather, keep = window_indices(
         lengths, window, model.attrs.get("window_context", 0)
     )
-    pack_idx, unpack_idx, batch_sizes = packing_indices(piece_lengths)
-    if window:
-        # read the pieces' tokens in packed order; keep each token's core output
-        pack_idx = gather[pack_idx]
-        unpack_idx = unpack_idx[keep]
+    plan: Union[DensePlan, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    if device.type == "cpu":
+        plan = dense_plan(piece_lengths, device)
+    else:
+        pack_idx, unpack_idx, batch_sizes = packing_indices(piece_lengths)
+        # PackedSequence wants batch_sizes on CPU
+        plan = (torch.from_numpy(pack_idx).to(device), torch.from_numpy(batch_sizes),
+                torch.from_numpy(unpack_idx).to(device))
+    windowed = bool(window) and int(lengths.max()) > window
     X = ops.flatten(Xs)  # (n_tokens, nI)
     Xt = xp2torch(X, requires_grad=is_train, device=device)
     args = (
         Xt,
-        torch.from_numpy(pack_idx).to(device),
-        torch.from_numpy(batch_sizes),  # PackedSequence wants batch_sizes on CPU
-        torch.from_numpy(unpack_idx).to(device),
+        torch.from_numpy(gather).to(device) if windowed else None,
+        torch.from_numpy(keep).to(device) if windowed else None,
+        plan,
     )
     Yt, torch_backprop = run_shim(shim, args, is_train)
     Y = torch2xp(Yt, ops=ops)  # (n_tokens, nO), shares memory with Yt

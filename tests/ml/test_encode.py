@@ -466,3 +466,36 @@ def test_window_long_document_in_linear_time():
     short = _seconds_per_token(model, 2_000)
     long = _seconds_per_token(model, 20_000)
     assert long < 2 * short, (short, long)
+
+
+@pytest.mark.parametrize("cell,bidirectional,depth", CONFIGS)
+def test_encode_dense_buckets_equal_torch_packed(cell, bidirectional, depth):
+    """On CPU the layer runs right-padded dense buckets (each direction
+    reading each sequence from its own first token); the outputs and input
+    gradients are those of torch's own packed RNN over the same sequences."""
+    from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
+
+    model = make_encoder(8, depth, cell, bidirectional)
+    lengths = [4, 40, 1, 0, 7, 19, 2, 3, 12]
+    Xs = make_inputs(lengths, seed=11)
+    Ys, backprop = model.begin_update(Xs)
+    G = make_inputs(lengths, nI=8, seed=12)
+    dXs = backprop([g.copy() for g in G])
+    rnn = model.shims[0]._model.rnn
+    rnn.train()
+    nonempty = [i for i, n in enumerate(lengths) if n]
+    inputs = [torch.from_numpy(Xs[i]).requires_grad_() for i in nonempty]
+    out, _ = rnn(pack_sequence(inputs, enforce_sorted=False))
+    padded, _ = pad_packed_sequence(out, batch_first=True)
+    expected = [padded[k, : lengths[i]] for k, i in enumerate(nonempty)]
+    loss = sum((y * torch.from_numpy(G[i])).sum() for y, i in zip(expected, nonempty))
+    loss.backward()
+    for k, i in enumerate(nonempty):
+        assert_allclose(Ys[i], expected[k].detach().numpy(), atol=1e-5, rtol=0)
+        assert_allclose(dXs[i], inputs[k].grad.numpy(), atol=1e-5, rtol=0)
+    # many buckets: lengths spread over two orders of magnitude
+    from spacy_rnn.ml.encode import dense_plan
+
+    plan = dense_plan(numpy.array(lengths), torch.device("cpu"))
+    assert [b.steps for b in plan.buckets] == [40, 19, 7, 3, 1]
+    assert sum(int(b.valid.shape[0]) for b in plan.buckets) == sum(lengths)
