@@ -61,7 +61,11 @@ def test_vectors_prune_keeps_most_frequent(glove_txt, tmp_path):
 
 @pytest.mark.parametrize(
     "text,message",
-    [("the 0.1 0.2\nparis 0.3\n", "expected a word and 2 numbers"), ("the 0.1 zero\n", "non-numeric"), ("", "no vectors")],
+    [
+        ("the 0.1 0.2\nparis 0.3\n", "expected a word and 2 numbers"),
+        ("the 0.1 zero\n", "non-numeric"),
+        ("", "no vectors"),
+    ],
 )
 def test_vectors_bad_glove_file_names_line(tmp_path, text, message):
     path = tmp_path / "bad.txt"
@@ -86,7 +90,10 @@ def test_vectors_package_glove_6b_50d(tmp_path):
 
 def test_vectors_cli_bad_input_exits_cleanly(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "spacy_rnn", "vectors", str(tmp_path / "out"), "--glove", str(tmp_path / "missing.txt")],
+        [
+            sys.executable, "-m", "spacy_rnn", "vectors", str(tmp_path / "out"),
+            "--glove", str(tmp_path / "missing.txt"),
+        ],
         capture_output=True,
         text=True,
     )
