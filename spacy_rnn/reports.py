@@ -20,12 +20,15 @@ load_system(path) -> System;  compare_metrics(paths, output=None, plot=None) -> 
     with the difference in points.
 
 Metrics are the dicts of `spacy_rnn.evaluation` (`{"meta", "ner", "textcat"}`).
+The formatting helpers (pct, number, md_table, pyplot) are shared with the
+benchmark's report (`spacy_rnn.benchmark.report`).
 """
 
 import html
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from spacy import displacy
@@ -33,6 +36,7 @@ from spacy.tokens import Doc
 from wasabi import msg
 
 from .evaluation import error_doc_indices, make_examples, read_metrics
+from .extras import require
 
 SEQEVAL_NAMES = {"default": "seqeval default (conlleval)", "strict": "seqeval strict (IOB2)"}
 SEMEVAL_NAMES = {m: f"SemEval {m}" for m in ("strict", "exact", "partial", "type")}
@@ -61,8 +65,14 @@ def summary_rows(metrics: Dict[str, Any]) -> List[Tuple[str, str, float, float, 
     return rows
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
+def pct(value: Optional[float], missing: str = "-") -> str:
+    """A fraction as a percentage with two decimals ("87.10"); `missing` for None."""
+    return missing if value is None else f"{100 * value:.2f}"
+
+
+def number(value: Optional[float], fmt: str = "{:,.0f}", missing: str = "-") -> str:
+    """A number in `fmt` ("5,000" by default); `missing` for None."""
+    return missing if value is None else fmt.format(value)
 
 
 def print_summary(metrics: Dict[str, Any]) -> None:
@@ -75,7 +85,7 @@ def print_summary(metrics: Dict[str, Any]) -> None:
             f"scored per {ner['unit']}"
         )
         msg.table(
-            [(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)],
+            [(n, pct(p), pct(r), pct(f)) for n, p, r, f in _ner_rows(ner)],
             header=("mode", "P", "R", "F"),
             aligns=("l", "r", "r", "r"),
         )
@@ -83,7 +93,7 @@ def print_summary(metrics: Dict[str, Any]) -> None:
         if per_type:
             msg.table(
                 [
-                    (t, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                    (t, pct(r["p"]), pct(r["r"]), pct(r["f"]), r["support"])
                     for t, r in per_type.items()
                 ],
                 header=("type (seqeval default)", "P", "R", "F", "gold"),
@@ -94,16 +104,16 @@ def print_summary(metrics: Dict[str, Any]) -> None:
         msg.divider("Text classification")
         msg.table(
             [
-                ("accuracy", _pct(tc["accuracy"])),
-                ("macro F1", _pct(tc["macro_f1"])),
-                ("ROC AUC", _pct(tc.get("roc_auc"))),
+                ("accuracy", pct(tc["accuracy"])),
+                ("macro F1", pct(tc["macro_f1"])),
+                ("ROC AUC", pct(tc.get("roc_auc"))),
             ],
             header=("metric", "%"),
             aligns=("l", "r"),
         )
         msg.table(
             [
-                (label, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                (label, pct(r["p"]), pct(r["r"]), pct(r["f"]), r["support"])
                 for label, r in tc["per_class"].items()
             ],
             header=("class", "P", "R", "F", "gold"),
@@ -111,9 +121,19 @@ def print_summary(metrics: Dict[str, Any]) -> None:
         )
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+def md_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], aligns: Optional[str] = None
+) -> str:
+    """A Markdown table; `aligns` holds one "l" or "r" per column (default: all "l")."""
+    aligns = aligns or "l" * len(header)
+    if len(aligns) != len(header):
+        raise ValueError(f"{len(aligns)} alignments for {len(header)} columns")
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells under {len(header)} columns: {row!r}")
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
 
 
@@ -136,9 +156,9 @@ def make_report(metrics: Dict[str, Any], title: str = "Evaluation") -> str:
             "",
         ]
         out += [
-            _md_table(
+            md_table(
                 ("mode", "P", "R", "F"),
-                [(n, _pct(p), _pct(r), _pct(f)) for n, p, r, f in _ner_rows(ner)],
+                [(n, pct(p), pct(r), pct(f)) for n, p, r, f in _ner_rows(ner)],
             ),
             "",
         ]
@@ -154,16 +174,16 @@ def make_report(metrics: Dict[str, Any], title: str = "Evaluation") -> str:
             for t in types:
                 row = [t]
                 row += [
-                    _pct(ner["seqeval"][m]["per_type"].get(t, {}).get("f", 0.0))
+                    pct(ner["seqeval"][m]["per_type"].get(t, {}).get("f", 0.0))
                     for m in ("default", "strict")
                 ]
                 row += [
-                    _pct(ner["semeval"][m]["per_type"].get(t, {}).get("f", 0.0))
+                    pct(ner["semeval"][m]["per_type"].get(t, {}).get("f", 0.0))
                     for m in SEMEVAL_NAMES
                 ]
                 row.append(ner["seqeval"]["default"]["per_type"].get(t, {}).get("support", 0))
                 rows.append(row)
-            out += ["F1 per entity type:", "", _md_table(header, rows), ""]
+            out += ["F1 per entity type:", "", md_table(header, rows), ""]
         sem = ner["semeval"]["strict"]
         out += [
             "SemEval counts (strict): "
@@ -179,30 +199,30 @@ def make_report(metrics: Dict[str, Any], title: str = "Evaluation") -> str:
             "",
             f"{tc['n_docs']} documents; classes are mutually exclusive (highest score wins).",
             "",
-            _md_table(
+            md_table(
                 ("metric", "%"),
                 [
-                    ("accuracy", _pct(tc["accuracy"])),
-                    ("macro F1", _pct(tc["macro_f1"])),
+                    ("accuracy", pct(tc["accuracy"])),
+                    ("macro F1", pct(tc["macro_f1"])),
                     (
                         "ROC AUC"
                         + (f" ({tc['positive_label']})" if "positive_label" in tc else ""),
-                        _pct(tc.get("roc_auc")),
+                        pct(tc.get("roc_auc")),
                     ),
                 ],
             ),
             "",
-            _md_table(
+            md_table(
                 ("class", "P", "R", "F", "gold"),
                 [
-                    (k, _pct(r["p"]), _pct(r["r"]), _pct(r["f"]), r["support"])
+                    (k, pct(r["p"]), pct(r["r"]), pct(r["f"]), r["support"])
                     for k, r in tc["per_class"].items()
                 ],
             ),
             "",
             "Confusion matrix (rows gold, columns predicted):",
             "",
-            _md_table(
+            md_table(
                 [""] + tc["confusion_matrix"]["labels"],
                 [
                     [lab] + row
@@ -228,18 +248,17 @@ def write_report(
 # --------------------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the file-only Agg backend, or an ImportError naming the
+    `plots` extra."""
+    matplotlib = require("matplotlib", "plots", "Writing plots")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return require("matplotlib.pyplot", "plots", "Writing plots")
 
 
 def plot_metrics(metrics: Dict[str, Any], out_dir: Union[str, Path]) -> List[Path]:
     """PNG plots: F1 per entity type for each mode; the textcat confusion matrix."""
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
 
     out_dir = Path(out_dir)
@@ -408,8 +427,8 @@ def _verdict(task: str, metric: str, rows: List[Dict[str, Any]]) -> str:
     answer = "yes" if diff > 0 else "no"
     return (
         f"{task}: did the recurrent network beat the machine-learning baselines? **{answer}** — "
-        f"best model {best_m['system']} {_pct(best_m[metric])} vs best baseline {best_b['system']} "
-        f"{_pct(best_b[metric])} {metric} ({diff:+.2f} points)."
+        f"best model {best_m['system']} {pct(best_m[metric])} vs best baseline {best_b['system']} "
+        f"{pct(best_b[metric])} {metric} ({diff:+.2f} points)."
     )
 
 
@@ -442,10 +461,10 @@ def compare_metrics(
         parts += [
             f"## {'NER' if task == 'ner' else 'Text classification'} (figures in %)",
             "",
-            _md_table(
+            md_table(
                 header,
                 [
-                    [r["system"], r["kind"], r["split"]] + [_pct(r[n]) for n, _ in columns]
+                    [r["system"], r["kind"], r["split"]] + [pct(r[n]) for n, _ in columns]
                     for r in rows
                 ],
             ),
@@ -470,7 +489,7 @@ def compare_metrics(
 
 
 def _plot_comparison(comp: Comparison, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
 
     panels = [

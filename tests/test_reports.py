@@ -1,5 +1,6 @@
 """Reports and the evaluate / compare / baseline commands: JSON, Markdown,
-PNG and displaCy HTML outputs; clear errors on bad input."""
+PNG and displaCy HTML outputs; clear errors on bad input. (The benchmark's
+reports are tested in test_benchmark.py.)"""
 
 import json
 
@@ -371,26 +372,3 @@ def test_reports_baseline_cli_on_docbins(tmp_path, runner):
         app, ["baseline", "pos", *map(str, paths), "--output", str(tmp_path / "o")]
     )
     assert result.exit_code == 1 and "Unknown task 'pos'" in said(result)
-
-
-def test_benchmark_results_merge_runs_of_other_processes(tmp_path):
-    """A run saves only its own systems over what the file holds now, so two
-    runs of different systems in parallel keep each other's results."""
-    from spacy_rnn.benchmark import load_results, run_benchmark, save_results
-
-    path = tmp_path / "results.json"
-    run_a = load_results(path)  # both runs start from the empty file
-    run_b = load_results(path)
-    run_a["systems"]["a"] = {"status": "ok", "test": {"f1": 0.5}}
-    save_results(run_a, path, names=["a"])
-    run_b["systems"]["b"] = {"status": "ok", "test": {"f1": 0.6}}
-    run_b["machine"] = {"cpus": 2}
-    merged = save_results(run_b, path, names=["b"])
-    on_disk = json.loads(path.read_text())
-    assert on_disk == merged
-    assert set(on_disk["systems"]) == {"a", "b"} and on_disk["machine"] == {"cpus": 2}
-    # without names, the file is replaced (as the report-only path expects)
-    save_results(run_b, path)
-    assert set(json.loads(path.read_text())["systems"]) == {"b"}
-    with pytest.raises(ValueError, match="speed must be one of"):
-        run_benchmark([], settings=None, speed="sometimes")

@@ -1,4 +1,5 @@
-"""`python -m spacy_rnn benchmark`: train, evaluate and time systems side by side."""
+"""`python -m spacy_rnn benchmark`: train, evaluate and time systems side by side;
+`python -m spacy_rnn head`: small slices of raw corpus files."""
 from pathlib import Path
 from typing import Optional
 
@@ -7,33 +8,81 @@ from wasabi import msg
 
 from . import app
 
+CORPUS_SUFFIXES = (".txt", ".tsv", ".csv", ".jsonl", ".conll", ".iob")
+
 
 @app.command("benchmark")
 def benchmark_cli(
-    systems: str = typer.Option("all", "--systems", "-s", help="Comma-separated systems or groups (all, ner, sentiment, rnn-textcat); see --list"),
-    output: Path = typer.Option(Path("benchmarks"), "--output", "-o", help="Folder for results.json/.md, metrics and PNGs"),
-    work: Path = typer.Option(Path("training/benchmark"), "--work", help="Folder for configs, logs and trained models (not committed)"),
-    configs: Path = typer.Option(Path("configs"), "--configs", help="Folder holding the spacy-rnn configs"),
-    ner_corpus: Path = typer.Option(Path("corpus/conll2003"), "--ner-corpus", help="Folder with train/dev/test.spacy for NER"),
-    sentiment_corpus: Path = typer.Option(Path("corpus/sst2"), "--sentiment-corpus", help="Folder with train/dev/test.spacy for sentiment"),
-    vectors: Path = typer.Option(Path("vectors/glove"), "--vectors", help="GloVe vectors pipeline from `python -m spacy_rnn vectors`"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop each training after this many minutes (model-best is kept)"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps"),
-    eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency"),
-    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Train on the first N docs only"),
-    limit_eval: Optional[int] = typer.Option(None, "--limit-eval", help="Evaluate on the first N dev/test docs only"),
-    speed_rounds: int = typer.Option(3, "--speed-rounds", help="Interleaved speed rounds (median reported)"),
-    batch_size: int = typer.Option(256, "--batch-size", help="nlp.pipe batch size for the speed test"),
+    systems: str = typer.Option(
+        "all", "--systems", "-s",
+        help="Comma-separated systems or groups (all, ner, sentiment, rnn-textcat); see --list",
+    ),
+    output: Path = typer.Option(
+        Path("benchmarks"), "--output", "-o",
+        help="Folder for results.json/.md, metrics and PNGs",
+    ),
+    work: Path = typer.Option(
+        Path("training/benchmark"), "--work",
+        help="Folder for configs, logs and trained models (not committed)",
+    ),
+    configs: Path = typer.Option(
+        Path("configs"), "--configs", help="Folder holding the spacy-rnn configs"
+    ),
+    ner_corpus: Path = typer.Option(
+        Path("corpus/conll2003"), "--ner-corpus",
+        help="Folder with train/dev/test.spacy for NER",
+    ),
+    sentiment_corpus: Path = typer.Option(
+        Path("corpus/sst2"), "--sentiment-corpus",
+        help="Folder with train/dev/test.spacy for sentiment",
+    ),
+    vectors: Path = typer.Option(
+        Path("vectors/glove"), "--vectors",
+        help="GloVe vectors pipeline from `python -m spacy_rnn vectors`",
+    ),
+    max_minutes: Optional[float] = typer.Option(
+        None, "--max-minutes",
+        help="Stop each training after this many minutes (model-best is kept)",
+    ),
+    max_steps: Optional[int] = typer.Option(
+        None, "--max-steps", help="Override training.max_steps"
+    ),
+    eval_frequency: Optional[int] = typer.Option(
+        None, "--eval-frequency", help="Override training.eval_frequency"
+    ),
+    limit_train: Optional[int] = typer.Option(
+        None, "--limit-train", help="Train on the first N docs only"
+    ),
+    limit_eval: Optional[int] = typer.Option(
+        None, "--limit-eval", help="Evaluate on the first N dev/test docs only"
+    ),
+    speed_rounds: int = typer.Option(
+        3, "--speed-rounds", help="Interleaved speed rounds (median reported)"
+    ),
+    batch_size: int = typer.Option(
+        256, "--batch-size", help="nlp.pipe batch size for the speed test"
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU for training (-1: CPU)"),
-    readme: Optional[Path] = typer.Option(None, "--readme", help="README whose results table (between markers) is rewritten"),
+    readme: Optional[Path] = typer.Option(
+        None, "--readme", help="README whose results table (between markers) is rewritten"
+    ),
     list_systems: bool = typer.Option(False, "--list", help="List the systems and exit"),
-    speed: str = typer.Option("run", "--speed", help="run: train, then time all trained pipelines of the tasks; skip: train only (runs in parallel); only: time the trained pipelines, train nothing"),
-    report_only: bool = typer.Option(False, "--report-only", help="Only rewrite results.md, PNGs and README from results.json"),
+    speed: str = typer.Option(
+        "run", "--speed",
+        help="run: train, then time all trained pipelines of the tasks; skip: train only "
+        "(runs in parallel); only: time the trained pipelines, train nothing",
+    ),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Only rewrite results.md, PNGs and README from results.json"
+    ),
 ) -> None:
     """Train and evaluate systems on the same data and machine and merge their
     figures into OUTPUT/results.json (+ results.md, PNGs). Runs can be split:
     each run adds or replaces its own systems."""
-    from ..benchmark import GROUPS, SYSTEMS, Settings, load_results, resolve_systems, run_benchmark, write_reports
+    from ..benchmark.report import write_reports
+    from ..benchmark.results import load_results
+    from ..benchmark.run import run_benchmark
+    from ..benchmark.systems import GROUPS, SYSTEMS, Settings, resolve_systems
 
     if list_systems:
         rows = [(s.name, s.task, s.label) for s in SYSTEMS.values()]
@@ -41,19 +90,21 @@ def benchmark_cli(
         msg.text("groups: " + ", ".join(f"{k} ({len(v)})" for k, v in GROUPS.items()))
         return
     settings = Settings(
-        output=output, work=work, configs=configs, ner_corpus=ner_corpus, sentiment_corpus=sentiment_corpus,
-        vectors=vectors, max_minutes=max_minutes, max_steps=max_steps, eval_frequency=eval_frequency,
-        limit_train=limit_train, limit_eval=limit_eval, speed_rounds=speed_rounds, batch_size=batch_size,
+        output=output, work=work, configs=configs, ner_corpus=ner_corpus,
+        sentiment_corpus=sentiment_corpus, vectors=vectors, max_minutes=max_minutes,
+        max_steps=max_steps, eval_frequency=eval_frequency, limit_train=limit_train,
+        limit_eval=limit_eval, speed_rounds=speed_rounds, batch_size=batch_size,
         gpu_id=gpu_id, readme=readme,
     )
     try:
         if report_only:
-            for path in write_reports(load_results(output / "results.json"), output, readme=readme):
+            for path in write_reports(load_results(output / "results.json"), output,
+                                      readme=readme):
                 msg.good(f"Wrote {path}")
             return
         chosen = resolve_systems(systems)
         results = run_benchmark(chosen, settings, speed=speed)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         msg.fail("Cannot run the benchmark", str(err), exits=1)
     if results["failures"]:
         raise typer.Exit(1)
@@ -61,21 +112,33 @@ def benchmark_cli(
 
 @app.command("head")
 def head_cli(
-    input_path: Path = typer.Argument(..., help="Raw corpus file (CoNLL columns, TSV/CSV with header, JSONL) or a folder of them"),
-    output: Path = typer.Argument(..., help="File (or folder, for a folder input) to write"),
-    n: int = typer.Option(..., "--n", "-n", help="Documents to keep (-DOCSTART- documents, else sentences; rows)"),
-    n_eval: Optional[int] = typer.Option(None, "--n-eval", help="Folder input: documents to keep of every file not named train* (default: --n)"),
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT",
+        help="Raw corpus file (CoNLL columns, TSV/CSV, JSONL) or a folder of them",
+    ),
+    output: Path = typer.Argument(
+        ..., metavar="OUTPUT", help="File (or folder, for a folder input) to write"
+    ),
+    n: int = typer.Option(
+        ..., "--n", "-n",
+        help="Documents to keep (-DOCSTART- documents, else sentences; rows)",
+    ),
+    n_eval: Optional[int] = typer.Option(
+        None, "--n-eval",
+        help="Folder input: documents to keep of every file not named train* (default: --n)",
+    ),
 ) -> None:
     """Copy the first N documents of a raw corpus file, or of each file in a
     folder (for small, fast workflow runs)."""
-    from ..benchmark import head_corpus
+    from ..benchmark.corpora import head_corpus
 
     try:
         if input_path.is_dir():
-            files = sorted(p for p in input_path.iterdir() if p.is_file() and not p.name.startswith("."))
-            files = [p for p in files if p.suffix.lower() in (".txt", ".tsv", ".csv", ".jsonl", ".conll", ".iob")]
+            files = sorted(p for p in input_path.iterdir()
+                           if p.is_file() and not p.name.startswith("."))
+            files = [p for p in files if p.suffix.lower() in CORPUS_SUFFIXES]
             if not files:
-                raise ValueError(f"{input_path}: no corpus files (.txt, .tsv, .csv, .jsonl, .conll, .iob)")
+                raise ValueError(f"{input_path}: no corpus files ({', '.join(CORPUS_SUFFIXES)})")
             for src in files:
                 limit = n if src.name.startswith("train") or n_eval is None else n_eval
                 path, count = head_corpus(src, output / src.name, limit)

@@ -1,0 +1,122 @@
+"""One system of a run: train it in a child process (`spacy train`, or `python -m
+spacy_rnn baseline` for the feature baselines), evaluate it, and make its entry
+of results.json."""
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from wasabi import msg
+
+from .configs import prepare_config
+from .evaluate import evaluate_model, headline
+from .machine import machine_info
+from .runner import read_training_log, run_child
+from .systems import Settings, System, command_for
+
+BASELINE_STEMS = {"lr": "ner-logreg", "crf": "ner-crf", "tfidf": "textcat-tfidf-logreg"}
+
+
+def _identity(system: System) -> Dict[str, Any]:
+    return {"name": system.name, "label": system.label, "task": system.task,
+            "kind": system.kind, "ours": system.ours, "vectors": system.vectors,
+            "pooling": system.pooling}
+
+
+def failed_entry(system: System, settings: Settings, error: str) -> Dict[str, Any]:
+    """The results entry of a system whose run failed (the tables show the error)."""
+    return {**_identity(system), "status": "failed", "error": error,
+            "command": command_for(system, settings)}
+
+
+def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> Dict[str, Any]:
+    """Train + evaluate one system; RETURNS its results entry. A failed training
+    raises RuntimeError naming its log."""
+    sys_dir = settings.work / system.name
+    timeout = settings.max_minutes * 60 if settings.max_minutes else None
+    entry: Dict[str, Any] = {
+        **_identity(system),
+        "command": command_for(system, settings),
+        "settings": {k: str(v) if isinstance(v, Path) else v
+                     for k, v in asdict(settings).items()},
+        "data": {k: str(v) for k, v in data.items()},
+        "machine": machine_info(),
+        "finished_at": None,
+    }
+    if system.kind == "baseline":
+        split_metrics = _train_baseline(system, settings, data, sys_dir, timeout, entry)
+    else:
+        split_metrics = _train_pipeline(system, settings, data, sys_dir, timeout, entry)
+    entry["dev"] = headline(system.task, split_metrics["dev"])
+    entry["test"] = headline(system.task, split_metrics["test"])
+    entry["status"] = "timeout" if entry.get("timed_out") else "ok"
+    entry["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return entry
+
+
+def _train_baseline(
+    system: System,
+    settings: Settings,
+    data: Dict[str, Path],
+    sys_dir: Path,
+    timeout: Optional[float],
+    entry: Dict[str, Any],
+) -> Dict[str, Any]:
+    out_dir = sys_dir / "predictions"
+    splits = [data["train"], data["dev"], data["test"]]
+    if system.task == "ner":
+        cmd = [sys.executable, "-m", "spacy_rnn", "baseline", "ner", *splits,
+               "--output", out_dir, "--kinds", system.baseline]
+    else:
+        cmd = [sys.executable, "-m", "spacy_rnn", "baseline", "textcat", *splits,
+               "--output", out_dir]
+    stem = BASELINE_STEMS[system.baseline]
+    child = run_child(cmd, sys_dir / "train.log", system.name, timeout)
+    entry.update(train_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb,
+                 timed_out=child.timed_out)
+    if child.returncode != 0:
+        raise RuntimeError(f"{system.name}: baseline failed (exit {child.returncode}); "
+                           f"see {sys_dir / 'train.log'}")
+    metrics_dir = settings.output / "scores"
+    split_metrics = {}
+    for split in ("dev", "test"):
+        metrics = json.loads((out_dir / f"{stem}-{split}.json").read_text(encoding="utf8"))
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        (metrics_dir / f"{system.name}-{split}.json").write_text(
+            json.dumps(metrics, indent=2), encoding="utf8"
+        )
+        split_metrics[split] = metrics
+    entry["fit_seconds"] = split_metrics["test"]["meta"].get("train_seconds")
+    return split_metrics
+
+
+def _train_pipeline(
+    system: System,
+    settings: Settings,
+    data: Dict[str, Path],
+    sys_dir: Path,
+    timeout: Optional[float],
+    entry: Dict[str, Any],
+) -> Dict[str, Any]:
+    log_file = sys_dir / "training-log.jsonl"
+    config_path = prepare_config(system, settings, data, log_file)
+    model_root = sys_dir / "model"
+    cmd = [sys.executable, "-m", "spacy", "train", config_path, "--output", model_root,
+           "--gpu-id", str(settings.gpu_id)]
+    child = run_child(cmd, sys_dir / "train.log", system.name, timeout)
+    entry.update(train_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb,
+                 timed_out=child.timed_out)
+    model_dir = model_root / "model-best"
+    if child.returncode != 0 and not child.timed_out:
+        raise RuntimeError(f"{system.name}: spacy train failed (exit {child.returncode}); "
+                           f"see {sys_dir / 'train.log'}")
+    if not (model_dir / "config.cfg").exists():
+        raise RuntimeError(f"{system.name}: no model-best was saved "
+                           "(time limit before the first evaluation?)")
+    curve = read_training_log(log_file, sys_dir / "train.log")
+    entry.update(model_dir=str(model_dir), config=str(config_path), curve=curve,
+                 steps=curve[-1][0] if curve else None)
+    msg.text(f"{system.name}: evaluating {model_dir}")
+    return evaluate_model(model_dir, data, settings.output / "scores", system.name)
