@@ -46,11 +46,6 @@ def parse_label_map(spec: Optional[str]) -> Optional[Dict[str, str]]:
     return mapping
 
 
-def textcat_format(path: PathLike) -> Optional[str]:
-    """The textcat format an extension implies (".tsv" -> "tsv"), or None."""
-    return format_from_extension(path)
-
-
 def read_textcat(
     path: PathLike,
     *,
