@@ -2,7 +2,6 @@
 it learns real SST-2 sentences, survives to_disk -> spacy.load and pickling,
 handles empty docs, and `configs/textcat_bilstm.cfg` trains with spaCy's loop."""
 import pickle
-from pathlib import Path
 from typing import Dict, List
 
 import numpy
@@ -15,37 +14,26 @@ from spacy.training.loop import train as train_nlp
 from spacy.util import load_config, registry
 from thinc.api import Adam, fix_random_seed
 
+from helpers import head_lines, rnn_textcat_config, textcat_nlp, tok2vec_config
 from spacy_rnn.converters import read_textcat
 from spacy_rnn.ml.textcat import POOLINGS
 
 SST2_LABELS = {"0": "NEG", "1": "POS"}
 
 # Small widths: enough to memorise 100 sentences in a few epochs on one core.
-SMALL_TOK2VEC = {
-    "@architectures": "spacy.Tok2Vec.v2",
-    "embed": {
-        "@architectures": "spacy_rnn.CharWordEmbed.v1",
-        "width": 32,
-        "rows": [2000, 500, 1000, 200],
-        "char_width": 16,
-        "char_embed_size": 16,
-    },
-    "encode": {"@architectures": "spacy_rnn.BiRNNEncoder.v1", "width": 32, "depth": 1},
-}
-
-
-def _sst2_slice(src: Path, dest: Path, n_rows: int) -> Path:
-    """The header and the first n_rows rows of an SST-2 TSV file."""
-    with src.open(encoding="utf8", newline="") as f:
-        lines = [next(f) for _ in range(n_rows + 1)]
-    dest.write_text("".join(lines), encoding="utf8", newline="")
-    return dest
+SMALL_TOK2VEC = tok2vec_config(
+    32,
+    attrs=["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows=[2000, 500, 1000, 200],
+    char_width=16,
+    char_embed_size=16,
+)
 
 
 @pytest.fixture(scope="module")
 def train_sentences(sst2_dir, tmp_path_factory) -> List[Doc]:
     """100 SST-2 training rows of 6+ tokens (sentences and long phrases)."""
-    path = _sst2_slice(sst2_dir / "train.tsv", tmp_path_factory.mktemp("sst2") / "train.tsv", 3000)
+    path = head_lines(sst2_dir / "train.tsv", tmp_path_factory.mktemp("sst2") / "train.tsv", 3000)
     docs, _ = read_textcat(path, label_map=SST2_LABELS)
     docs = [doc for doc in docs if len(doc) >= 6][:100]
     assert len(docs) == 100
@@ -54,21 +42,20 @@ def train_sentences(sst2_dir, tmp_path_factory) -> List[Doc]:
 
 
 def make_nlp(factory: str, pooling: str) -> spacy.Language:
-    nlp = spacy.blank("en")
-    model = {
-        "@architectures": "spacy_rnn.RNNTextCat.v1",
-        "tok2vec": SMALL_TOK2VEC,
-        "pooling": pooling,
-        "exclusive_classes": factory == "textcat",
-        "dropout": 0.0,
-    }
-    nlp.add_pipe(factory, name="textcat", config={"model": model})
-    return nlp
+    model = rnn_textcat_config(
+        tok2vec=SMALL_TOK2VEC,
+        pooling=pooling,
+        exclusive_classes=factory == "textcat",
+        dropout=0.0,
+    )
+    return textcat_nlp(model, factory)
 
 
 def accuracy(nlp: spacy.Language, docs: List[Doc]) -> float:
     predicted = nlp.pipe(doc.text for doc in docs)
-    hits = [(pred.cats["POS"] > 0.5) == (gold.cats["POS"] > 0.5) for pred, gold in zip(predicted, docs)]
+    hits = [
+        (pred.cats["POS"] > 0.5) == (gold.cats["POS"] > 0.5) for pred, gold in zip(predicted, docs)
+    ]
     return float(numpy.mean(hits))
 
 
@@ -81,7 +68,7 @@ def overfit(nlp: spacy.Language, docs: List[Doc], max_epochs: int = 30) -> float
     for epoch in range(max_epochs):
         order = rng.permutation(len(examples))
         for start in range(0, len(order), 16):
-            nlp.update([examples[i] for i in order[start : start + 16]], sgd=optimizer)
+            nlp.update([examples[i] for i in order[start:start + 16]], sgd=optimizer)
         acc = accuracy(nlp, docs)
         if acc >= 0.99:
             break
@@ -133,10 +120,10 @@ def test_textcat_rnn_train_config_dev_score_rises(sst2_dir, repo_root, tmp_path)
     """`spacy train configs/textcat_bilstm.cfg` (the CLI's own steps) on a
     slice of SST-2: the dev score climbs from the first evaluation."""
     train_docs, _ = read_textcat(
-        _sst2_slice(sst2_dir / "train.tsv", tmp_path / "train.tsv", 1500), label_map=SST2_LABELS
+        head_lines(sst2_dir / "train.tsv", tmp_path / "train.tsv", 1500), label_map=SST2_LABELS
     )
     dev_docs, _ = read_textcat(
-        _sst2_slice(sst2_dir / "dev.tsv", tmp_path / "dev.tsv", 200), label_map=SST2_LABELS
+        head_lines(sst2_dir / "dev.tsv", tmp_path / "dev.tsv", 200), label_map=SST2_LABELS
     )
     DocBin(docs=train_docs).to_disk(tmp_path / "train.spacy")
     DocBin(docs=dev_docs).to_disk(tmp_path / "dev.spacy")
@@ -164,16 +151,23 @@ def test_textcat_rnn_train_config_dev_score_rises(sst2_dir, repo_root, tmp_path)
         f"{prefix}.embed.char_width": 16,
         f"{prefix}.encode.width": 32,
     }
-    config = load_config(repo_root / "configs" / "textcat_bilstm.cfg", overrides=overrides, interpolate=False)
+    config = load_config(
+        repo_root / "configs" / "textcat_bilstm.cfg", overrides=overrides, interpolate=False
+    )
     config["training"]["logger"] = {"@loggers": "spacy_rnn_test.capture_scores.v1"}
     nlp = init_nlp(config)
     (tmp_path / "output").mkdir()
     train_nlp(nlp, tmp_path / "output")
+    print("dev cats_score per evaluation:", [round(x, 3) for x in scores])
     assert len(scores) >= 3
     assert max(scores[1:]) >= scores[0] + 0.15, scores
     assert scores[-1] > scores[0], scores
+    # The dev slice is 105 NEG / 95 POS: a constant label scores a macro F of
+    # 0.34 at most; measured at the last evaluation: 0.63.
+    assert scores[-1] >= 0.55, scores
     best = spacy.load(tmp_path / "output" / "model-best")
-    assert best.get_pipe("textcat").model.attrs["pooling"] == config["components"]["textcat"]["model"]["pooling"]
+    pooling = config["components"]["textcat"]["model"]["pooling"]
+    assert best.get_pipe("textcat").model.attrs["pooling"] == pooling
     dev = [Example(best.make_doc(doc.text), doc) for doc in dev_docs]
     assert best.evaluate(dev)["cats_score"] == pytest.approx(max(scores), abs=1e-6)
 
