@@ -13,11 +13,13 @@ Each token gets
 concatenated and projected to `width` by a Maxout layer with layer norm.
 
 The character part runs once per distinct word of the batch (not per token),
-over all those words at once: one padded (n_words, n_chars) id matrix, one
-packed LSTM call or one convolution. The character ids of a word are read from
-its string the first time the word is seen and cached by its orth id.
+over all those words at once: one padded (n_words, n_chars) id matrix and
+one convolution, or one LSTM pass (on CPU in dense buckets of words of
+similar lengths, as BiRNNEncoder, on CUDA one packed call). The character
+ids of a word are read from its string the first time the word is seen and
+cached by its orth id.
 """
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy
 import srsly
@@ -46,6 +48,7 @@ from thinc.types import Floats2d, Ragged
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ._torch_util import flush_denormal, make_shim, run_shim
+from .encode import DensePlan, dense_plan, run_dense
 from .maxout import Maxout
 from .words import WordIndex, WordTable, _column, find_sorted, lookup_rows
 
@@ -290,8 +293,9 @@ def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     tuned = "D" in model.param_names
     if tuned:
         # (n_tokens,) rows of the corrections, 0 = none
+        capacity = model.get_dim("nV") - 1
         ids = ops.asarray1i(
-            lookup_rows(model.attrs["index"], keys, is_train, model.get_dim("nV") - 1, model.attrs["alpha"])
+            lookup_rows(model.attrs["index"], keys, is_train, capacity, model.attrs["alpha"])
         )
         V = V + model.get_param("D")[ids]
     W = model.get_param("W")  # (nO, nM)
@@ -445,8 +449,23 @@ class CharModule(torch.nn.Module):
             self.conv = torch.nn.Conv1d(embed_size, width, window, padding=window // 2)
 
     def forward(
-        self, chars: torch.Tensor, lengths: torch.Tensor, token_to_word: torch.Tensor
+        self,
+        chars: torch.Tensor,
+        lengths: torch.Tensor,
+        token_to_word: torch.Tensor,
+        dense: Optional[Tuple[DensePlan, torch.Tensor, torch.Tensor]] = None,
     ) -> torch.Tensor:
+        """chars: (n_words, n_chars) padded ids, or with `dense` (the "lstm"
+        kind on CPU) (n_chars_total,), the characters of all words, word after
+        word; `dense` then holds their bucket plan and each word's first and
+        last character. Returns (n_tokens, width)."""
+        if dense is not None:
+            plan, first, last = dense
+            Y = run_dense(self.rnn, self.embed(chars), plan)  # (n_chars_total, width)
+            H = self.rnn.hidden_size
+            # final states: forward after the last character, backward after the first
+            words = torch.cat([Y[:, :H].index_select(0, last), Y[:, H:].index_select(0, first)], 1)
+            return words.index_select(0, token_to_word)
         E = self.embed(chars)  # (n_words, n_chars, embed_size)
         if self.kind == "lstm":
             packed = pack_padded_sequence(E, lengths, batch_first=True, enforce_sorted=False)
@@ -475,10 +494,18 @@ def char_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_train: boo
     words, token_to_word = numpy.unique(orths, return_inverse=True)
     ids, lengths = model.attrs["char_table"](words, docs[0].vocab.strings)
     ids = ids[:, : int(lengths.max())]  # (n_words, n_chars)
+    dense = None
+    if model.attrs["kind"] == "lstm" and device.type == "cpu":
+        # the characters of all words, word after word, read in dense buckets
+        ids = ids[numpy.arange(ids.shape[1])[None, :] < lengths[:, None]]  # (n_chars_total,)
+        last = numpy.cumsum(lengths) - 1
+        first = last - lengths + 1
+        dense = (dense_plan(lengths, device), torch.from_numpy(first), torch.from_numpy(last))
     args = (
         torch.from_numpy(ids).to(device),
         torch.from_numpy(lengths),  # pack_padded_sequence wants CPU lengths
         torch.from_numpy(token_to_word.reshape(-1).astype(numpy.int64)).to(device),
+        dense,
     )
     Yt, torch_backprop = run_shim(shim, args, is_train)
     Y = torch2xp(Yt, ops=ops)  # (n_tokens, nO)

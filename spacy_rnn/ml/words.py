@@ -75,7 +75,8 @@ class WordIndex:
             order = numpy.argsort(keys_all, kind="stable")
             self.keys = keys_all[order]
             self.rows = numpy.concatenate([self.rows, rows])[order]
-            self.counts = numpy.concatenate([self.counts, numpy.zeros(new.shape, numpy.int64)])[order]
+            zeros = numpy.zeros(new.shape, numpy.int64)
+            self.counts = numpy.concatenate([self.counts, zeros])[order]
             pos = self.find(uniq)
         known = pos >= 0
         self.counts[pos[known]] += n[known]
@@ -134,7 +135,9 @@ def word_table_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Mode
     return model
 
 
-def word_table_rows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[numpy.ndarray, numpy.ndarray]:
+def word_table_rows(
+    model: Model, docs: List[Doc], is_train: bool
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """(n_tokens,) table rows of the batch's tokens (after word dropout when
     training) and (n_docs,) doc lengths."""
     attr = model.attrs["attr"]
@@ -142,7 +145,8 @@ def word_table_rows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[nump
     if not lengths.sum():
         return numpy.zeros((0,), dtype=numpy.int64), lengths
     keys = numpy.concatenate([_column(doc, attr) for doc in docs])
-    rows = lookup_rows(model.attrs["index"], keys, is_train, model.get_dim("nV") - 1, model.attrs["alpha"])
+    capacity = model.get_dim("nV") - 1
+    rows = lookup_rows(model.attrs["index"], keys, is_train, capacity, model.attrs["alpha"])
     return rows, lengths
 
 
@@ -181,4 +185,4 @@ def word_table_forward(model: Model[List[Doc], Ragged], docs: List[Doc], is_trai
 def _column(doc, attr) -> numpy.ndarray:
     if hasattr(doc, "to_array"):
         return doc.to_array(attr).astype(numpy.uint64)
-    return doc.doc.to_array(attr)[doc.start : doc.end].astype(numpy.uint64)
+    return doc.doc.to_array(attr)[doc.start:doc.end].astype(numpy.uint64)

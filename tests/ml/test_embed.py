@@ -403,3 +403,33 @@ def test_embed_pipeline_runs_in_several_processes(tmp_path):
         process.communicate()
         pytest.fail("nlp.pipe(n_process=2) hung")
     assert process.returncode == 0 and stdout.strip() == "ok", stderr[-2000:]
+
+
+def test_char_lstm_dense_buckets_equal_the_packed_lstm(nlp):
+    """On CPU the character BiLSTM reads the words in dense buckets of
+    similar lengths; each word's encoding and the gradients are those of the
+    packed call over the padded (n_words, n_chars) ids (the CUDA path)."""
+    fix_random_seed(2)
+    encoder = CharEncoder("lstm", width=6, embed_size=4, max_chars=8, n_rows=60)
+    encoder.initialize()
+    words = ["a", "Brussels", "EU", "rejects", "", "x" * 30, "a", "German", "call", "!"]
+    docs = [Doc(nlp.vocab, words=[w for w in words if w]), Doc(nlp.vocab, words=["ab", "cde"])]
+    Y, backprop = encoder.begin_update(docs)
+    G = numpy.random.default_rng(3).normal(size=Y.data.shape).astype("float32")
+    backprop(type(Y)(G, Y.lengths))
+    module = encoder.shims[0]._model
+    dense_grads = {name: p.grad.clone() for name, p in module.named_parameters()}
+    module.zero_grad()
+    # the reference: the padded ids through the packed path
+    orths = numpy.concatenate([doc.to_array("ORTH") for doc in docs]).astype("uint64")
+    uniq, inverse = numpy.unique(orths, return_inverse=True)
+    ids, lengths = encoder.attrs["char_table"](uniq, nlp.vocab.strings)
+    ids = ids[:, : int(lengths.max())]
+    expected = module(
+        torch.from_numpy(ids), torch.from_numpy(lengths),
+        torch.from_numpy(inverse.reshape(-1).astype("int64")),
+    )
+    assert_allclose(Y.data, expected.detach().numpy(), atol=1e-6, rtol=0)
+    (expected * torch.from_numpy(G)).sum().backward()
+    for name, p in module.named_parameters():
+        assert_allclose(dense_grads[name].numpy(), p.grad.numpy(), atol=1e-5, rtol=0)
