@@ -79,20 +79,25 @@ def conll_docbins(conll_dir, tmp_path_factory):
     return train, dev
 
 
-def _check_learned(log: List[dict], pipe: str, eval_frequency: int):
+def _check_learned(log: List[dict], pipe: str, eval_frequency: int, min_score: float):
+    """The loss per step halved and the dev score rose by 0.2 from step 0 and
+    reached `min_score`, a level that a constant prediction does not reach."""
     first, last = log[0], log[-1]
     assert first["step"] == 0 and last["step"] > 0
     first_loss = first["losses"][pipe]  # one step
     last_loss = last["losses"][pipe] / eval_frequency  # mean over the last steps
     assert last_loss < 0.5 * first_loss, (first_loss, last_loss)
     assert last["score"] > first["score"] + 0.2, (first["score"], last["score"])
+    assert last["score"] >= min_score, (min_score, last["score"])
 
 
 @pytest.mark.slow
 def test_tok2vec_training_tagger_learns(conll_docbins, repo_root, tmp_path):
     train, dev = conll_docbins
     log = _train("tagger_bilstm.cfg", "tagger", repo_root, train, dev, tmp_path / "out", 90, 30)
-    _check_learned(log, "tagger", 30)
+    # tag accuracy on the 200 dev sentences: the most frequent tag (NNP) 0.23,
+    # each word's most frequent training tag 0.78; measured 0.85 (0.24 at step 0)
+    _check_learned(log, "tagger", 30, min_score=0.7)
     nlp = spacy.load(tmp_path / "out" / "model-last")
     doc = nlp("The European Commission said on Thursday it disagreed with German advice .")
     assert doc[0].tag_ == "DT"
@@ -104,4 +109,5 @@ def test_tok2vec_training_ner_learns(conll_docbins, repo_root, tmp_path):
     train, dev = conll_docbins
     log = _train("ner_bilstm_transition.cfg", "ner", repo_root, train, dev, tmp_path / "out",
                  120, 40)
-    _check_learned(log, "ner", 40)
+    # ents_f: no entities 0.0; measured 0.46
+    _check_learned(log, "ner", 40, min_score=0.3)
