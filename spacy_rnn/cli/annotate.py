@@ -12,15 +12,20 @@ from . import app
 @app.command("annotate")
 def annotate_cli(
     model: str = typer.Argument(
-        ..., help="Installed pipeline name or pipeline directory with an NER component"
+        ...,
+        metavar="MODEL",
+        help="Installed pipeline name or pipeline directory with an NER component",
     ),
     input_path: Path = typer.Argument(
         ...,
+        metavar="INPUT",
         help="Text file, directory of *.txt, JSONL file or directory of JSONL files, "
         "TSV/CSV with header, or nltk corpus directory",
     ),
     output: Path = typer.Argument(
-        ..., help="DocBin to write (.spacy), or a new directory for DocBin shards and a manifest"
+        ...,
+        metavar="OUTPUT",
+        help="DocBin to write (.spacy), or a new directory for DocBin shards and a manifest",
     ),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="txt, jsonl, tsv, csv or nltk (default: from the input)"

@@ -8,9 +8,11 @@ a stateful callable class), on this machine or on a cluster.
   `batch_size` texts; the workers return one row per text (its seq, id, the doc
   as `Doc.to_bytes`, the error if the pipeline raised, the JSON line if asked);
   the driver's `OrderedWriter` puts them back in input order and writes them.
-- A worker process that dies is restarted and its batch retried (the actors'
-  `max_restarts=-1`, `max_task_retries=-1`); a text that makes the pipeline
-  raise is isolated by `annotate_batch` and reported by id.
+- A worker process that dies is restarted and its batch retried: Ray Data
+  creates its actors with `max_restarts=-1` and `max_task_retries=-1` (passing
+  them ourselves is deprecated; tests/test_annotate_ray.py kills a worker to
+  check). A text that makes the pipeline raise is isolated by `annotate_batch`
+  and reported by id.
 - A local instance (no address) keeps all traffic on loopback: the node
   address is 127.0.0.1 (Ray otherwise swaps 127.0.0.1 for the machine's
   outward address), no dashboard, usage statistics off. These are environment
@@ -223,10 +225,8 @@ def run_ray(
                 "jsonl": writer.jsonl,
             },
             batch_size=batch_size,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
-            max_restarts=-1,
-            max_task_retries=-1,
             runtime_env={"env_vars": env},
         )
         begin = time.perf_counter()
