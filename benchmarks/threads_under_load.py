@@ -22,11 +22,18 @@ batches of whole documents of about --batch-words words, the shipped config's
 batcher) with the config's optimizer. The model is initialized from the config
 on CoNLL-2003 dev; its weights are untrained (speed does not depend on them).
 
-    OMP_NUM_THREADS unset!  python benchmarks/threads_under_load.py \
-        --config configs/ner_bilstm_crf.cfg --rounds 3
+    python benchmarks/threads_under_load.py --config configs/ner_bilstm_crf.cfg --rounds 3
+
+With --spacy-train DIR (holding train.spacy and dev.spacy, e.g. the project's
+ci-data + ci-convert steps), it instead times whole `python -m spacy train
+CONFIG` runs (default configs/ci_ner.cfg) in subprocesses, with
+SPACY_RNN_TORCH_THREADS=torch (before) and unset (the policy), idle and beside
+busy processes, interleaved, into its own section of docs/threads.md.
+Run with OMP_NUM_THREADS unset: it changes torch's default.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -47,9 +54,10 @@ from spacy_rnn.converters.conll import read_conll
 from spacy_rnn.ml import threads
 
 ROOT = Path(__file__).resolve().parent.parent
-START = "<!-- threads_under_load:start -->"
-END = "<!-- threads_under_load:end -->"
+START = "<!-- threads_under_load:{}:start -->"
+END = "<!-- threads_under_load:{}:end -->"
 DEFAULT_TORCH_THREADS = torch.get_num_threads()
+ENV_NAME = threads.ENV_VAR
 
 
 def data_dir() -> Path:
@@ -64,6 +72,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def loadavg() -> float:
@@ -140,10 +153,18 @@ def main() -> None:
     parser.add_argument("--with-two", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "threads.md")
+    parser.add_argument("--spacy-train", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="--spacy-train: stop a run after this many seconds")
     args = parser.parse_args()
     if os.environ.get("OMP_NUM_THREADS"):
         print("note: OMP_NUM_THREADS is set; torch's default is then not what users get",
               file=sys.stderr)
+    if args.spacy_train:
+        if args.config == parser.get_default("config"):
+            args.config = ROOT / "configs" / "ci_ner.cfg"
+        spacy_train(args)
+        return
 
     docs, _ = read_conll(data_dir() / "conll2003" / "valid.txt")
     nlp, optimizer = build(args.config, docs)
@@ -213,7 +234,7 @@ def main() -> None:
         "torch": torch.__version__,
         "torch_default_threads": DEFAULT_TORCH_THREADS,
         "spacy": spacy.__version__,
-        "config": str(args.config.resolve().relative_to(ROOT)),
+        "config": relative(args.config),
         "args": {k: str(v) for k, v in vars(args).items()},
         "scope_overhead_ns": overhead,
     }
@@ -221,7 +242,103 @@ def main() -> None:
         args.json.write_text(json.dumps({"info": info, "results": results}, indent=1))
     table = render(info, results, settings, loads, args)
     print(table)
-    write_section(args.md, table)
+    write_section(args.md, "pipeline", table)
+
+
+def spacy_train(args: argparse.Namespace) -> None:
+    """Wall time of whole `spacy train` runs, torch's default threads against
+    the policy, idle and beside busy processes."""
+    import tempfile
+
+    loads = [int(n) for n in args.loads.split(",")]
+    settings = {"torch-default": "torch", "policy": None}
+    env_base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", ENV_NAME)}
+    config_name = relative(args.config)
+
+    def fmt(seconds: float) -> str:
+        return f"> {args.timeout:.0f}" if math.isinf(seconds) else f"{seconds:.1f}"
+
+    def ratio(num: float, den: float) -> str:
+        """num / den where either may have run into the timeout."""
+        if math.isinf(num) and math.isinf(den):
+            return "?"
+        if math.isinf(den):
+            return f"< {num / args.timeout:.2f}"
+        if math.isinf(num):
+            return f"> {args.timeout / den:.2f}"
+        return f"{num / den:.2f}"
+
+    results: List[Dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_i in range(args.rounds):
+            for n_busy in loads:
+                names = list(settings)
+                if round_i % 2:
+                    names.reverse()
+                procs = start_busy(n_busy)
+                try:
+                    for name in names:
+                        env = dict(env_base)
+                        if settings[name] is not None:
+                            env[ENV_NAME] = settings[name]
+                        command = [sys.executable, "-m", "spacy", "train", str(args.config),
+                                   "--paths.train", str(args.spacy_train / "train.spacy"),
+                                   "--paths.dev", str(args.spacy_train / "dev.spacy"),
+                                   "--output", str(Path(tmp) / name)]
+                        load = loadavg()
+                        start = time.perf_counter()
+                        try:
+                            subprocess.run(command, env=env, check=True, cwd=ROOT,
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, timeout=args.timeout)
+                            seconds = time.perf_counter() - start
+                        except subprocess.TimeoutExpired:
+                            seconds = math.inf  # stopped at the timeout
+                        results.append({"busy": n_busy, "setting": name, "seconds": seconds,
+                                        "loadavg": load})
+                        print(f"round {round_i} busy {n_busy} {name:13s} {fmt(seconds)} s "
+                              f"(loadavg {load:.2f})", flush=True)
+                finally:
+                    stop_busy(procs)
+    lines = [
+        f"`spacy train {config_name}` on {cpu_model()} ({os.cpu_count()} cores), wall "
+        f"seconds including start-up, {args.rounds} rounds interleaved; median (min-max).",
+        "",
+        "| load | torch-default | policy | policy / torch-default | load avg |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    medians = {}
+    for n_busy in loads:
+        cells = []
+        for name in settings:
+            values = [r["seconds"] for r in results
+                      if r["busy"] == n_busy and r["setting"] == name]
+            medians[n_busy, name] = statistics.median(values)
+            cells.append(f"{fmt(statistics.median(values))} ({fmt(min(values))}-"
+                         f"{fmt(max(values))})")
+        load = statistics.median(r["loadavg"] for r in results if r["busy"] == n_busy)
+        label = "idle" if n_busy == 0 else f"{n_busy} busy"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | "
+                     + ratio(medians[n_busy, "policy"], medians[n_busy, "torch-default"])
+                     + f" | {load:.1f} |")
+    if 0 in loads:
+        lines.append("")
+        for n_busy in (n for n in loads if n):
+            lines.append(
+                f"Beside {n_busy} busy process(es) against idle: torch-default "
+                f"{ratio(medians[n_busy, 'torch-default'], medians[0, 'torch-default'])}x, "
+                f"policy {ratio(medians[n_busy, 'policy'], medians[0, 'policy'])}x.")
+    lines.append("")
+    lines.append(f"Runs stopped at {args.timeout:.0f} s show as `> {args.timeout:.0f}`. "
+                 f"Command: `python benchmarks/threads_under_load.py --spacy-train DIR --config "
+                 f"{config_name} --rounds {args.rounds} --loads {args.loads} --timeout "
+                 f"{args.timeout:.0f}` (DIR: the project's ci-data and ci-convert outputs, "
+                 "corpus/ci/conll2003).")
+    table = "\n".join(lines)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=1))
+    write_section(args.md, "spacy_train", table)
 
 
 def scope_overhead() -> Dict[str, float]:
@@ -288,7 +405,7 @@ def render(info: Dict, results: List[Dict], settings, loads, args) -> str:
                 worst = max(stats(setting, n_busy, w)[1] / idle[setting][w] for w in names)
                 train = stats(setting, n_busy, "train")[1] / idle[setting]["train"]
                 parts.append(f"{setting} {train:.2f}x (worst workload {worst:.2f}x)")
-            lines.append(f"Under {n_busy} busy process(es) against idle, training step: "
+            lines.append(f"Beside {n_busy} busy process(es) against idle, training step: "
                          + "; ".join(parts) + ".")
     overhead = info["scope_overhead_ns"]
     lines.append("")
@@ -297,17 +414,20 @@ def render(info: Dict, results: List[Dict], settings, loads, args) -> str:
                  "sets and puts back the caller's number.")
     lines.append("")
     lines.append("Command: `python benchmarks/threads_under_load.py "
+                 + f"--config {info['config']} "
                  + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                            if k in ("config", "rounds", "loads", "train_steps"))
+                            if k in ("rounds", "loads", "train_steps"))
                  + "` (OMP_NUM_THREADS unset).")
     return "\n".join(lines)
 
 
-def write_section(path: Path, table: str) -> None:
+def write_section(path: Path, name: str, table: str) -> None:
+    """Replace the section `name` of the markdown file (or append it)."""
     text = path.read_text() if path.exists() else ""
-    block = f"{START}\n{table}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    start, end = START.format(name), END.format(name)
+    block = f"{start}\n{table}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
     path.write_text(text)
