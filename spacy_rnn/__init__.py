@@ -11,4 +11,4 @@ runtime: they import spaCy, thinc, torch and numpy, never the evaluation lab
 from .about import __version__  # noqa: F401
 from .ml import embed, encode, tagger, textcat, threads  # noqa: F401
 from .pipeline import augmenters, crf_ner  # noqa: F401
-from . import scoring  # noqa: F401
+from . import calibration, scoring  # noqa: F401

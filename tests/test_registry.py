@@ -24,10 +24,11 @@ DIST = "spacy-rnn"
 NOT_REGISTRIES = {"console_scripts", "gui_scripts"}
 
 # Runs in a fresh interpreter, prints JSON: the names `import spacy_rnn` adds to the
-# registries, as entry-point (group, name) pairs with the registered object's origin, and
-# for each declared entry point whether it loads to the very object registered under it.
+# registries, as entry-point (group, name) pairs with the registered object's origin; the
+# names that importing any other module of the package adds on top; and for each declared
+# entry point whether it loads to the very object registered under it.
 PROBE = r"""
-import json, sys
+import importlib, json, pkgutil, sys
 import catalogue
 from importlib.metadata import distribution
 from spacy.util import registry
@@ -36,6 +37,7 @@ registry.ensure_populated()
 assert "spacy_rnn" not in sys.modules, "spaCy's own registry imported spacy_rnn"
 before = set(catalogue.REGISTRY)
 import spacy_rnn  # noqa: F401
+after_import = set(catalogue.REGISTRY)
 
 def group_of(namespace):
     # Language.factory registers in ("spacy", "internal_factories"); spaCy looks factories
@@ -45,10 +47,25 @@ def group_of(namespace):
     return "_".join(namespace)
 
 registered = {}
-for key in set(catalogue.REGISTRY) - before:
+for key in after_import - before:
     obj = catalogue.REGISTRY[key]
     origin = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
     registered[f"{group_of(key[:-1])} {key[-1]}"] = origin
+
+# Names that only some other module of the package registers, which `import spacy_rnn`
+# would miss: import every module (except __main__, which runs the CLI) and diff again.
+import_errors = {}
+for info in pkgutil.walk_packages(spacy_rnn.__path__, "spacy_rnn."):
+    if info.name.rsplit(".", 1)[-1] == "__main__":
+        continue
+    try:
+        importlib.import_module(info.name)
+    except Exception as err:
+        import_errors[info.name] = f"{type(err).__name__}: {err}"
+elsewhere = sorted(
+    f"{group_of(key[:-1])} {key[-1]}" for key in set(catalogue.REGISTRY) - after_import
+)
+
 by_group = {group_of(key[:-1]): key[:-1] for key in catalogue.REGISTRY}
 loads = {}
 for ep in distribution("spacy-rnn").entry_points:
@@ -67,7 +84,8 @@ for ep in distribution("spacy-rnn").entry_points:
         loads[f"{ep.group} {ep.name}"] = f"loads {ep.value}, not the registered object"
     else:
         loads[f"{ep.group} {ep.name}"] = "ok"
-print(json.dumps({"registered": registered, "loads": loads}))
+print(json.dumps({"registered": registered, "loads": loads, "elsewhere": elsewhere,
+                  "import_errors": import_errors}))
 """
 
 
@@ -125,6 +143,16 @@ def test_registry_entry_points_load_the_registered_objects(probe):
     bad = {key: state for key, state in probe["loads"].items() if state != "ok"}
     assert not bad, bad
     assert probe["loads"], "the installed distribution declares no registry entry points"
+
+
+def test_registry_import_spacy_rnn_registers_everything(probe):
+    """A name registered by a module that spacy_rnn/__init__.py does not import would be
+    missing after `import spacy_rnn` and escape the comparison above."""
+    assert not probe["import_errors"], probe["import_errors"]
+    assert not probe["elsewhere"], (
+        "registered only when another module is imported (import it in "
+        f"spacy_rnn/__init__.py): {probe['elsewhere']}"
+    )
 
 
 def test_registry_installed_entry_points_match_setup_cfg():
