@@ -15,12 +15,18 @@ class) share one implementation:
 - precision at confidence thresholds and the share of predictions above each;
 - a temperature fitted by minimising the negative log-likelihood (Guo et al.
   2017's temperature scaling), for any model whose confidences are a
-  function of one temperature.
+  function of one temperature;
+- `calibrate_pipeline`: fit the temperature of every component of a spaCy
+  pipeline that has one (`crf_ner`) on gold dev documents, what
+  `python -m spacy_rnn calibrate` and the `spacy_rnn.calibrate.v1` callback
+  (`[training.before_to_disk]`) run.
 """
 import math
-from typing import Callable, Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
+from spacy.util import registry
 
 N_BINS = 15
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
@@ -219,3 +225,114 @@ def plot_reliability(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# ---- pipelines ---------------------------------------------------------------
+
+
+def calibratable(nlp: Any) -> List[str]:
+    """Names of the pipeline's components that can fit a temperature."""
+    return [name for name, proc in nlp.pipeline if callable(getattr(proc, "calibrate", None))]
+
+
+def calibration_examples(
+    nlp: Any, gold_docs: Sequence[Any], component: str, gold_preproc: bool = False
+) -> List[Any]:
+    """Examples for `component.calibrate`: un-annotated copies of the gold
+    docs (their words and sentence starts; each gold sentence on its own with
+    `gold_preproc`), run through the components before `component`, paired
+    with the gold docs."""
+    from spacy.training import Example
+
+    from .evaluation import copy_doc
+
+    golds = []
+    for doc in gold_docs:
+        if gold_preproc and len(doc) and doc.has_annotation("SENT_START"):
+            golds.extend(sent.as_doc() for sent in doc.sents)
+        else:
+            golds.append(doc)
+    docs = [copy_doc(doc, nlp.vocab) for doc in golds]
+    for name, proc in nlp.pipeline:
+        if name == component:
+            break
+        docs = list(proc.pipe(docs)) if hasattr(proc, "pipe") else [proc(doc) for doc in docs]
+    else:
+        raise ValueError(f"calibration: the pipeline has no component {component!r}")
+    return [Example(doc, gold) for doc, gold in zip(docs, golds)]
+
+
+def calibrate_pipeline(
+    nlp: Any,
+    gold_docs: Sequence[Any],
+    gold_preproc: Optional[bool] = None,
+    components: Optional[Sequence[str]] = None,
+) -> Dict[str, Dict[str, float]]:
+    """Fit the temperature of each calibratable component on gold docs.
+
+    gold_preproc (Optional[bool]): run each gold sentence as a doc of its own;
+        by default as the pipeline's dev corpus was read in training (its
+        `gold_preproc`), as `evaluate` does.
+    components (Optional[Sequence[str]]): the components to calibrate
+        (default: every calibratable one).
+    RETURNS: per component, what its `calibrate` reports (temperature, NLL
+        before and after, ...).
+    """
+    from .evaluation import dev_corpus_config
+
+    available = calibratable(nlp)
+    names = list(components) if components is not None else available
+    for name in names:
+        if name not in available:
+            raise ValueError(
+                f"calibration: component {name!r} cannot be calibrated (calibratable: "
+                f"{', '.join(available) or 'none'})"
+            )
+    if not names:
+        raise ValueError(
+            "calibration: the pipeline has no component with a temperature (crf_ner)"
+        )
+    if gold_preproc is None:
+        gold_preproc = bool(dev_corpus_config(nlp.config).get("gold_preproc", False))
+    results = {}
+    for name in names:
+        examples = calibration_examples(nlp, gold_docs, name, gold_preproc)
+        results[name] = nlp.get_pipe(name).calibrate(examples)
+    return results
+
+
+@registry.callbacks("spacy_rnn.calibrate.v1")
+def create_calibrate_callback(
+    dev_path: Union[str, Path],
+    gold_preproc: Optional[bool] = None,
+    components: Optional[List[str]] = None,
+) -> Callable[[Any], Any]:
+    """A `[training.before_to_disk]` callback that fits the temperature of the
+    pipeline's calibratable components on the gold DocBin at `dev_path` before
+    each save, so that model-best and model-last ship calibrated.
+
+        [training.before_to_disk]
+        @callbacks = "spacy_rnn.calibrate.v1"
+        dev_path = ${paths.dev}
+
+    It runs the dev set once per saved checkpoint (every eval_frequency
+    steps). The fit only changes the confidences, never the predictions, so
+    the training scores are unaffected.
+    """
+    path = Path(dev_path)
+    if not path.exists():
+        raise ValueError(f"spacy_rnn.calibrate.v1: dev_path {path} not found")
+
+    def calibrate_before_to_disk(nlp: Any) -> Any:
+        from .evaluation import load_docs
+
+        docs = load_docs(path, nlp.vocab)
+        results = calibrate_pipeline(nlp, docs, gold_preproc, components)
+        for name, result in results.items():
+            print(
+                f"spacy_rnn.calibrate.v1: {name} temperature {result['temperature']:.3f} "
+                f"(dev NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f})"
+            )
+        return nlp
+
+    return calibrate_before_to_disk

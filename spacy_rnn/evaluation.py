@@ -36,6 +36,21 @@ evaluate_textcat(gold_docs, pred_docs, positive_label=None, threshold=0.5) -> di
      "roc_auc" and "positive_label" (binary tasks only)}
 evaluate_docs(gold_docs, pred_docs) -> dict
     {"ner": ..., "textcat": ...}, each part present when the gold holds that annotation.
+    Each part has a "calibration" entry when the predictions carry confidences
+    (see below), else none.
+ner_calibration(gold_docs, pred_docs, spans_key=None, missed_probs=None) -> dict or None
+    How well the entities' confidences (doc.spans[spans_key].attrs["scores"], the
+    CRF marginals of crf_ner) match their correctness (exact span and type among
+    the gold entities): {"spans_key", "scores" (spacy_rnn.calibration's report:
+    n, accuracy, ece, ece_width, brier, nll, reliability rows, precision_at),
+    "raw_scores" (the same for attrs["raw_scores"], the scores at temperature 1,
+    when the component has another temperature), "missed" (the gold entities not predicted, with the
+    probability the model gave each, when `missed_probs` is given)}.
+textcat_calibration(gold_docs, pred_docs, threshold=0.5) -> dict
+    The same report for the predicted class's probability against the gold class.
+missed_entities(gold_docs, pred_docs) -> per doc [(start, end, label)]
+missed_entity_probabilities(nlp, gold_docs, missed, gold_preproc=False) -> List[float]
+    The probability a pipeline's crf_ner gives each missed gold entity.
 load_docs(path, vocab=None) -> List[Doc];  save_docs(docs, path)
 copy_doc(doc, vocab=None) -> Doc
     Words, spaces and sentence starts of a doc, nothing else.
@@ -414,6 +429,208 @@ def evaluate_textcat(
     return out
 
 
+# --------------------------------------------------------------------------- calibration
+
+
+def _char_spans(spans: Iterable[Any]) -> List[Tuple[int, int, str]]:
+    return [(span.start_char, span.end_char, span.label_) for span in spans]
+
+
+def _scored_key(docs: Sequence[Doc], spans_key: Optional[str]) -> Optional[str]:
+    """The span group with confidences ("scores" in its attrs): `spans_key`, or the
+    first such group of the docs (crf_ner's is "crf_ner")."""
+    for doc in docs:
+        for key, group in doc.spans.items():
+            if (spans_key is None or key == spans_key) and "scores" in group.attrs:
+                return key
+    return None
+
+
+def ner_confidences(
+    gold_docs: Sequence[Doc], pred_docs: Sequence[Doc], spans_key: Optional[str] = None
+) -> Optional[Dict[str, Any]]:
+    """Each predicted entity's confidence and whether it is right (same
+    characters and type as a gold entity): {"spans_key", "confidence",
+    "correct", "raw_confidence" (or None)}; None when no doc has scored spans."""
+    key = _scored_key(pred_docs, spans_key)
+    if key is None:
+        return None
+    conf, raw, correct = [], [], []
+    has_raw = True
+    for i, (gold, pred) in enumerate(zip(gold_docs, pred_docs)):
+        if pred.text != gold.text:
+            _make_example(pred, gold, i)  # raises with a precise message
+        group = pred.spans[key] if key in pred.spans else []
+        if not len(group):
+            continue
+        scores = group.attrs.get("scores")
+        if scores is None or len(scores) != len(group):
+            raise ValueError(
+                f"document {i}: doc.spans[{key!r}] holds {len(group)} spans but "
+                f"{0 if scores is None else len(scores)} scores"
+            )
+        truth = set(_char_spans(gold.ents))
+        correct.extend(span in truth for span in _char_spans(group))
+        conf.extend(float(x) for x in scores)
+        if "raw_scores" in group.attrs:
+            raw.extend(float(x) for x in group.attrs["raw_scores"])
+        else:
+            has_raw = False
+    return {
+        "spans_key": key,
+        "confidence": conf,
+        "correct": correct,
+        "raw_confidence": raw if has_raw and len(raw) == len(conf) and raw else None,
+    }
+
+
+def missed_entities(
+    gold_docs: Sequence[Doc], pred_docs: Sequence[Doc], spans_key: Optional[str] = None
+) -> List[List[Tuple[int, int, str]]]:
+    """Per doc, the gold entities (token offsets of the gold doc) that are not
+    among the predicted ones (doc.spans[spans_key] when it has scores, else
+    doc.ents), compared by characters and type."""
+    key = _scored_key(pred_docs, spans_key)
+    out = []
+    for gold, pred in zip(gold_docs, pred_docs):
+        predicted = pred.spans[key] if key is not None and key in pred.spans else pred.ents
+        found = set(_char_spans(predicted))
+        out.append(
+            [(e.start, e.end, e.label_) for e in gold.ents
+             if (e.start_char, e.end_char, e.label_) not in found]
+        )
+    return out
+
+
+def missed_entity_probabilities(
+    nlp: Any,
+    gold_docs: Sequence[Doc],
+    missed: Sequence[Sequence[Tuple[int, int, str]]],
+    gold_preproc: bool = False,
+    component: Optional[str] = None,
+    batch_size: int = 64,
+) -> List[float]:
+    """The probability the pipeline's crf_ner (or `component`) gives each missed
+    gold entity (`missed_entities`), in order: the CRF marginal of the entity's
+    tag path at the component's temperature, run as `predict_docs` runs it
+    (whole docs, or each gold sentence with `gold_preproc`; an entity across
+    two of those gets 0)."""
+    from .calibration import calibration_examples
+
+    names = [n for n, p in nlp.pipeline if hasattr(p, "batch_span_probabilities")]
+    name = component or (names[0] if names else None)
+    if name is None or name not in names:
+        raise ValueError(f"the pipeline has no component that scores spans ({component or ''})")
+    proc = nlp.get_pipe(name)
+    examples = calibration_examples(nlp, gold_docs, name, gold_preproc)
+    # Each example is a gold doc or one of its sentences, in order.
+    units: List[Tuple[int, int, int]] = []  # (gold doc, first token, end token)
+    for d, gold in enumerate(gold_docs):
+        if gold_preproc and len(gold) and gold.has_annotation("SENT_START"):
+            units.extend((d, s.start, s.end) for s in gold.sents)
+        else:
+            units.append((d, 0, len(gold)))
+    where: Dict[Tuple[int, int], Tuple[int, Tuple[int, int, str]]] = {}
+    spans: List[List[Tuple[int, int, str]]] = [[] for _ in units]
+    for u, (d, lo, hi) in enumerate(units):
+        for k, (s, e, label) in enumerate(missed[d]):
+            if lo <= s and e <= hi:
+                where[(d, k)] = (u, len(spans[u]))
+                spans[u].append((s - lo, e - lo, label))
+    probs: List[List[float]] = []
+    for lo in range(0, len(examples), batch_size):
+        docs = [eg.predicted for eg in examples[lo:lo + batch_size]]
+        probs.extend(
+            p.tolist() for p in proc.batch_span_probabilities(docs, spans[lo:lo + batch_size])
+        )
+    out = []
+    for d, ents in enumerate(missed):
+        for k in range(len(ents)):
+            place = where.get((d, k))
+            out.append(probs[place[0]][place[1]] if place is not None else 0.0)
+    return out
+
+
+def _missed_report(probs: Sequence[float]) -> Dict[str, Any]:
+    p = np.asarray(probs, dtype="float64")
+    return {
+        "n": int(len(p)),
+        "mean_probability": float(p.mean()) if len(p) else 0.0,
+        "median_probability": float(np.median(p)) if len(p) else 0.0,
+        "share_at_least": {
+            str(t): float((p >= t).mean()) if len(p) else 0.0 for t in (0.1, 0.3, 0.5)
+        },
+        "histogram": {
+            "edges": [i / 10 for i in range(11)],
+            "counts": np.histogram(p, bins=10, range=(0.0, 1.0))[0].tolist(),
+        },
+    }
+
+
+def ner_calibration(
+    gold_docs: Sequence[Doc],
+    pred_docs: Sequence[Doc],
+    spans_key: Optional[str] = None,
+    missed_probs: Optional[Sequence[float]] = None,
+) -> Optional[Dict[str, Any]]:
+    """Calibration of the predicted entities' confidences (see the module docstring)."""
+    from .calibration import calibration_report
+
+    found = ner_confidences(gold_docs, pred_docs, spans_key)
+    if found is None:
+        return None
+    out: Dict[str, Any] = {
+        "spans_key": found["spans_key"],
+        "unit": "predicted entity; correct = exact span and type in the gold",
+        "scores": calibration_report(found["confidence"], found["correct"]),
+    }
+    if found["raw_confidence"] is not None:
+        out["raw_scores"] = calibration_report(found["raw_confidence"], found["correct"])
+    if missed_probs is not None:
+        out["missed"] = _missed_report(missed_probs)
+    return out
+
+
+def textcat_confidences(
+    gold_docs: Sequence[Doc], pred_docs: Sequence[Doc], threshold: float = 0.5
+) -> Tuple[List[float], List[bool]]:
+    """The predicted class's probability per doc and whether it is the gold
+    class, with `evaluate_textcat`'s classes (for a single cat label L: L when
+    its score >= threshold, with probability p, else "not L" with 1 - p)."""
+    cat_labels = _labels_of(gold_docs)
+    if not cat_labels:
+        raise ValueError("the gold documents hold no text categories (doc.cats is empty)")
+    conf, correct = [], []
+    for i, (gold, pred) in enumerate(zip(gold_docs, pred_docs)):
+        missing = [label for label in cat_labels if label not in pred.cats]
+        if missing:
+            raise ValueError(f"predicted document {i} has no score for {missing}")
+        if len(cat_labels) == 1:
+            label = cat_labels[0]
+            p = float(pred.cats[label])
+            conf.append(p if p >= threshold else 1.0 - p)
+            correct.append((p >= threshold) == (gold.cats.get(label, 0.0) >= threshold))
+        else:
+            guess = max(cat_labels, key=lambda name: pred.cats[name])
+            conf.append(float(pred.cats[guess]))
+            correct.append(guess == max(cat_labels, key=lambda name: gold.cats.get(name, 0.0)))
+    return conf, correct
+
+
+def textcat_calibration(
+    gold_docs: Sequence[Doc], pred_docs: Sequence[Doc], threshold: float = 0.5
+) -> Dict[str, Any]:
+    """Calibration of the predicted class's probability against the gold class."""
+    from .calibration import calibration_report
+
+    conf, correct = textcat_confidences(gold_docs, pred_docs, threshold)
+    out = {
+        "unit": "document; confidence = the predicted class's probability",
+        "scores": calibration_report(np.clip(conf, 0.0, 1.0), correct),
+    }
+    return out
+
+
 # --------------------------------------------------------------------------- both, IO
 
 
@@ -431,8 +648,12 @@ def evaluate_docs(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[st
     metrics: Dict[str, Any] = {}
     if has_ner(gold_docs) or not has_cats(gold_docs):
         metrics["ner"] = evaluate_ner(gold_docs, pred_docs)
+        calibration = ner_calibration(gold_docs, pred_docs)
+        if calibration is not None:
+            metrics["ner"]["calibration"] = calibration
     if has_cats(gold_docs):
         metrics["textcat"] = evaluate_textcat(gold_docs, pred_docs)
+        metrics["textcat"]["calibration"] = textcat_calibration(gold_docs, pred_docs)
     return metrics
 
 

@@ -39,7 +39,7 @@ app = _App(
 )
 
 _COMMAND_MODULES = [
-    "convert", "evaluate", "baseline", "compare", "vectors", "annotate", "benchmark"
+    "convert", "evaluate", "baseline", "compare", "vectors", "annotate", "benchmark", "calibrate"
 ]
 
 

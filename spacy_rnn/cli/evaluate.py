@@ -7,8 +7,9 @@ What it is doing (loading, predicting with a progress bar, scoring) is shown on
 stderr, so that stdout holds the tables alone.
 """
 
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import typer
 from wasabi import msg
@@ -18,6 +19,9 @@ from ..evaluation import (
     dev_corpus_config,
     evaluate_docs,
     load_docs,
+    missed_entities,
+    missed_entity_probabilities,
+    ner_calibration,
     predict_docs,
     write_metrics,
 )
@@ -95,17 +99,140 @@ def evaluate_cli(
         }
         _status(f"Scoring {len(pred_docs):,} documents")
         metrics.update(evaluate_docs(gold_docs, pred_docs))
+        ner = metrics.get("ner", {})
+        if model is not None and "calibration" in ner:
+            _status("Scoring the missed gold entities with the model")
+            missed = missed_entities(gold_docs, pred_docs)
+            probs = missed_entity_probabilities(nlp, gold_docs, missed, gold_preproc)
+            ner["calibration"] = ner_calibration(gold_docs, pred_docs, missed_probs=probs)
     except (ValueError, OSError) as err:
         msg.fail(f"Cannot evaluate {predictions or model} against {gold}: {err}", exits=1)
     print_summary(metrics)
+    print_calibration(metrics)
     if output:
         msg.good(f"Metrics written to {write_metrics(metrics, output)}")
-    if report:
-        title = "Evaluation of " + metrics["meta"]["system"]
-        msg.good(f"Report written to {write_report(metrics, report, title=title)}")
+    pngs = {}
     if plots:
         for path in plot_metrics(metrics, plots):
             msg.good(f"Plot written to {path}")
+        for path in plot_calibration(metrics, plots):
+            pngs[path.stem] = path
+            msg.good(f"Plot written to {path}")
+    if report:
+        title = "Evaluation of " + metrics["meta"]["system"]
+        path = write_report(metrics, report, title=title)
+        with open(path, "a", encoding="utf8") as file:
+            file.write(calibration_markdown(metrics, pngs, Path(path).parent))
+        msg.good(f"Report written to {path}")
     if errors_html:
         n = render_errors_html(gold_docs, pred_docs, errors_html)
         msg.good(f"{n} documents with errors shown in {errors_html}")
+
+
+# ---- calibration ------------------------------------------------------------
+
+_TASKS = (("ner", "entities"), ("textcat", "classes"))
+
+
+def _calibrations(metrics: Dict[str, Any]) -> List[Tuple[str, str, Dict[str, Any]]]:
+    """(task, what is scored, calibration part) for each task with one."""
+    return [
+        (task, what, metrics[task]["calibration"])
+        for task, what in _TASKS
+        if "calibration" in metrics.get(task, {})
+    ]
+
+
+def _calibration_rows(part: Dict[str, Any]) -> List[List[str]]:
+    rows = []
+    for name in ("scores", "raw_scores"):
+        if name in part:
+            r = part[name]
+            label = "confidence" if name == "scores" else "at temperature 1"
+            rows.append(
+                [label, f"{r['n']:,}", f"{r['accuracy']:.3f}", f"{r['mean_confidence']:.3f}",
+                 f"{r['ece']:.4f}", f"{r['ece_width']:.4f}", f"{r['brier']:.4f}"]
+            )
+    return rows
+
+
+_HEADER = ["scores", "n", "accuracy", "mean conf.", "ECE (mass)", "ECE (width)", "Brier"]
+
+
+def _threshold_rows(report: Dict[str, Any]) -> List[List[str]]:
+    return [
+        [f">= {row['threshold']}", f"{row['count']:,}", f"{row['share']:.1%}",
+         "-" if row["precision"] is None else f"{row['precision']:.3f}"]
+        for row in report["precision_at"]
+    ]
+
+
+def print_calibration(metrics: Dict[str, Any]) -> None:
+    """Calibration tables on stdout (after the score tables)."""
+    for task, what, part in _calibrations(metrics):
+        msg.divider(f"Calibration of the {task} confidences ({what})")
+        msg.table(_calibration_rows(part), header=_HEADER, divider=True)
+        msg.table(
+            _threshold_rows(part["scores"]),
+            header=["confidence", "n", "share", "precision"],
+            divider=True,
+        )
+        if "missed" in part:
+            m = part["missed"]
+            msg.text(
+                f"{m['n']:,} gold entities missed; the model gave them a mean probability of "
+                f"{m['mean_probability']:.3f} (median {m['median_probability']:.3f}); "
+                f"{m['share_at_least']['0.5']:.1%} had >= 0.5"
+            )
+
+
+def plot_calibration(metrics: Dict[str, Any], out_dir: Path) -> List[Path]:
+    """A reliability diagram per task with confidences (before/after the
+    temperature when both are there)."""
+    from ..calibration import plot_reliability
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task, what, part in _calibrations(metrics):
+        reports = {"confidence": part["scores"]}
+        if "raw_scores" in part:
+            reports = {"temperature 1": part["raw_scores"], "calibrated": part["scores"]}
+        path = out_dir / f"{task}_reliability.png"
+        plot_reliability(reports, str(path), title=f"Reliability of the {task} {what}")
+        paths.append(path)
+    return paths
+
+
+def _md_table(header: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(metrics: Dict[str, Any], pngs: Dict[str, Path], base: Path) -> str:
+    """The report's calibration section (empty when no task has confidences)."""
+    parts = []
+    for task, what, part in _calibrations(metrics):
+        text = [f"\n## Calibration of the {task} confidences ({what})\n", part["unit"] + ".\n"]
+        text.append(_md_table(_HEADER, _calibration_rows(part)))
+        text.append("\n" + _md_table(
+            ["confidence", "n", "share", "precision"], _threshold_rows(part["scores"])
+        ))
+        if "missed" in part:
+            m = part["missed"]
+            text.append(
+                f"\nMissed gold entities: {m['n']:,}; probability the model gave them: mean "
+                f"{m['mean_probability']:.3f}, median {m['median_probability']:.3f}; "
+                + ", ".join(f"{share:.1%} >= {t}" for t, share in m["share_at_least"].items())
+                + ".\n"
+            )
+        png = pngs.get(f"{task}_reliability")
+        if png is not None:
+            try:
+                rel = os.path.relpath(png, base)
+            except ValueError:
+                rel = str(png)
+            text.append(f"\n![reliability of the {task} confidences]({rel})\n")
+        parts.append("".join(text))
+    return "".join(parts)

@@ -22,7 +22,7 @@ probability) and `chain_loss`. All torch work runs under `torch_threads()`.
 """
 
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy
 import torch
@@ -34,6 +34,7 @@ from ..schemes import (
     MISSING_TAG,
     allowed_transitions,
     decode_tag_ids,
+    encode_tag_ids,
     labels_of_tag_set,
     normalize_scheme,
     split_tag,
@@ -236,6 +237,64 @@ def viterbi(
     return tags, best_score
 
 
+def kbest_viterbi(
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    transitions: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    k: int,
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The k best tag paths per sequence, by list Viterbi (exact): for every
+    tag at every step, the k best scores of the prefixes ending there and
+    where each came from (previous tag and its rank); the k best complete
+    paths are then the k best of the K * k last entries.
+
+    RETURNS (tags, scores): tags (B, k, T) int64 (padding steps hold the last
+        tag), scores (B, k) float64 log scores, best first. A sequence with
+        fewer than k paths has -inf scores at the missing ranks (their tags are
+        meaningless); forbidden paths (score about NEG) are not filtered here.
+        Rank 0 is the Viterbi path (up to ties).
+    """
+    _check(emissions, mask)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"kbest_viterbi: k must be an integer >= 1, got {k!r}")
+    B, T, K = emissions.shape
+    tags = numpy.zeros((B, k, T), dtype="int64")
+    if T == 0:
+        return tags, numpy.full((B, k), -numpy.inf)
+    with torch.no_grad():
+        emissions = emissions.double()
+        transitions = transitions.double()
+        # shape: (B, K, k): k best prefix scores per tag; ranks 1.. start empty (-inf)
+        score = torch.full((B, K, k), float("-inf"), dtype=torch.float64)
+        score[:, :, 0] = start.double() + emissions[:, 0]
+        # A back-pointer is previous tag * k + previous rank; the identity at padding.
+        identity = torch.arange(K * k).view(1, K, k).expand(B, K, k)
+        # shape: (K_prev, 1, K_cur), broadcast over the ranks
+        trans = transitions.unsqueeze(1)
+        history = []
+        for t in range(1, T):
+            # shape: (B, K_prev, k, 1) + (K_prev, 1, K_cur) -> (B, K_cur, K_prev * k)
+            cand = (score.unsqueeze(3) + trans).reshape(B, K * k, K).transpose(1, 2)
+            best, prev = cand.topk(k, dim=2)
+            step_mask = mask[:, t].view(B, 1, 1)
+            score = torch.where(step_mask, best + emissions[:, t].unsqueeze(2), score)
+            history.append(torch.where(step_mask, prev, identity))
+        final = (score + end.double().view(1, K, 1)).reshape(B, K * k)
+        top, flat = final.topk(k, dim=1)
+        back = (
+            torch.stack(history).numpy() if history else numpy.zeros((0, B, K, k), dtype="int64")
+        )
+    rows = numpy.arange(B)[:, None]
+    current = flat.numpy()
+    for t in range(T - 1, 0, -1):
+        tags[:, :, t] = current // k
+        current = back[t - 1][rows, current // k, current % k]
+    tags[:, :, 0] = current // k
+    return tags, top.numpy()
+
+
 def forward_backward(
     emissions: torch.Tensor,
     mask: torch.Tensor,
@@ -314,9 +373,26 @@ def span_log_probs(
     """
     if len(spans) == 0:
         return numpy.zeros((0,), dtype="float64")
+    with torch.no_grad():
+        fb = forward_backward(emissions, mask, transitions, start, end)
+    return _span_log_probs(fb, emissions, mask, transitions, tags, spans, continues)
+
+
+def _span_log_probs(
+    fb: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    transitions: torch.Tensor,
+    tags: numpy.ndarray,
+    spans: numpy.ndarray,
+    continues: Optional[torch.Tensor],
+) -> numpy.ndarray:
+    """`span_log_probs` from the forward-backward scores `fb` (alpha, beta, log_z)."""
+    if len(spans) == 0:
+        return numpy.zeros((0,), dtype="float64")
+    alpha, beta, log_z = fb
     B, T, K = emissions.shape
     with torch.no_grad():
-        alpha, beta, log_z = forward_backward(emissions, mask, transitions, start, end)
         emissions = emissions.double()
         transitions = transitions.double()
         alpha = alpha.double()
@@ -376,13 +452,27 @@ def nll(
     return log_z - gold
 
 
-def crf_params(crf: Model) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Constraints]:
-    """The CRF layer's learned scores (constraints applied) and its constraints."""
-    transitions = torch.from_numpy(crf.ops.to_numpy(crf.get_param("transitions")))
-    start = torch.from_numpy(crf.ops.to_numpy(crf.get_param("start")))
-    end = torch.from_numpy(crf.ops.to_numpy(crf.get_param("end")))
+def crf_params(
+    crf: Model, temperature: float = 1.0
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Constraints]:
+    """The CRF layer's learned scores divided by `temperature` (constraints
+    applied after, so forbidden moves stay at NEG) and its constraints."""
+    check_temperature(temperature)
+    transitions, start, end = (
+        torch.from_numpy(crf.ops.to_numpy(crf.get_param(name)))
+        for name in ("transitions", "start", "end")
+    )
+    if temperature != 1.0:
+        transitions, start, end = transitions / temperature, start / temperature, end / temperature
     constraints = layer_constraints(crf)
     return (*apply_constraints(transitions, start, end, constraints), constraints)
+
+
+def check_temperature(temperature: float) -> float:
+    """A temperature must be a finite number > 0 (ValueError otherwise)."""
+    if not isinstance(temperature, (int, float)) or not 0.0 < float(temperature) < float("inf"):
+        raise ValueError(f"CRF temperature must be a finite number > 0, got {temperature!r}")
+    return float(temperature)
 
 
 def layer_constraints(crf: Model) -> Constraints:
@@ -505,12 +595,14 @@ class DecodedEntities(NamedTuple):
     """The entities of a batch, one row each, in token order. `starts` and
     `ends` (exclusive) are offsets in the batch's concatenated tokens,
     `labels` index the labels of the CRF's tag set, `scores` are the
-    entities' marginal probabilities, in [0, 1]."""
+    entities' marginal probabilities at the decoding temperature and
+    `raw_scores` at temperature 1 (the same array when it is 1), in [0, 1]."""
 
     starts: numpy.ndarray  # (n_ents,) int64
     ends: numpy.ndarray  # (n_ents,) int64
     labels: numpy.ndarray  # (n_ents,) int64
     scores: numpy.ndarray  # (n_ents,) float64
+    raw_scores: numpy.ndarray  # (n_ents,) float64
 
 
 def crf_labels(crf: Model) -> Tuple[str, ...]:
@@ -522,31 +614,245 @@ def crf_labels(crf: Model) -> Tuple[str, ...]:
     return labels_of_tag_set(tuple(tags), crf.attrs["scheme"])
 
 
-def decode_entities(crf: Model, emissions: numpy.ndarray, layout: ChainLayout) -> DecodedEntities:
+class ChainBatch(NamedTuple):
+    """A batch's emission scores on the padded chain grid (torch tensors),
+    its Viterbi paths and the (chain, first, last) rows of their entities:
+    what a temperature fit re-scores at every temperature it tries."""
+
+    padded: torch.Tensor  # (n_chains, T, K) float32
+    mask: torch.Tensor  # (n_chains, T) bool
+    tags: numpy.ndarray  # (n_chains, T) int64, the Viterbi paths
+    rows: numpy.ndarray  # (n_ents, 3) int64
+
+
+def _scaled(
+    crf: Model, padded: torch.Tensor, temperature: float
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Constraints]:
+    """Every CRF potential divided by the temperature: the emissions and the
+    learned transition, start and end scores (forbidden moves stay NEG)."""
+    transitions, start, end, constraints = crf_params(crf, temperature)
+    if temperature != 1.0:
+        padded = padded / temperature
+    return padded, transitions, start, end, constraints
+
+
+def decode_chains(
+    crf: Model, emissions: numpy.ndarray, layout: ChainLayout
+) -> Tuple[ChainBatch, Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]]:
+    """Constrained Viterbi over each chain: the batch on its grid and the
+    entities (starts, ends, labels) of the best paths. Dividing every
+    potential by a temperature T > 0 divides every path's score by T, so the
+    best path, and these entities, are the same at any temperature."""
+    crf_labels(crf)
+    padded = torch.from_numpy(layout.pad(emissions))
+    mask = torch.from_numpy(layout.mask)
+    transitions, start, end, _ = crf_params(crf)
+    tags, _ = viterbi(padded, mask, transitions, start, end)
+    found = decode_tag_ids(layout.unpad(tags), layout.chain_last, crf.attrs["scheme"])
+    rows = layout.span_rows(found[0], found[1])
+    return ChainBatch(padded, mask, tags, rows), found
+
+
+def chain_span_log_probs(crf: Model, batch: ChainBatch, temperature: float = 1.0) -> numpy.ndarray:
+    """Log marginal probability of each of the batch's entities (`span_log_probs`)
+    with every CRF potential divided by `temperature`."""
+    if len(batch.rows) == 0:
+        return numpy.zeros((0,), dtype="float64")
+    padded, transitions, start, end, constraints = _scaled(crf, batch.padded, temperature)
+    return span_log_probs(
+        padded, batch.mask, transitions, start, end, batch.tags, batch.rows, constraints.continues
+    )
+
+
+def decode_entities(
+    crf: Model, emissions: numpy.ndarray, layout: ChainLayout, temperature: float = 1.0
+) -> DecodedEntities:
     """Decode each chain with constrained Viterbi and score each entity by its
-    marginal probability (`span_log_probs`).
+    marginal probability (`span_log_probs`), with every potential divided by
+    `temperature` (which leaves the decoded entities unchanged).
 
     crf (Model): the CRF layer, with its tags and scheme set.
     emissions (ndarray): (n_tokens, K) float32 scores, the batch's tokens in
         the layout's order.
     """
     crf_labels(crf)
+    check_temperature(temperature)
     none = numpy.zeros((0,), dtype="int64")
     if layout.n_tokens == 0:
-        return DecodedEntities(none, none, none, numpy.zeros((0,), dtype="float64"))
+        empty = numpy.zeros((0,), dtype="float64")
+        return DecodedEntities(none, none, none, empty, empty)
+    with torch_threads():
+        batch, (starts, ends, labels) = decode_chains(crf, emissions, layout)
+        scores = numpy.exp(chain_span_log_probs(crf, batch, temperature))
+        raw = scores if temperature == 1.0 else numpy.exp(chain_span_log_probs(crf, batch))
+    return DecodedEntities(starts, ends, labels, scores, raw)
+
+
+def span_tag_ids(length: int, label: int, scheme: str) -> numpy.ndarray:
+    """The tag ids (in `tag_set` order) of one entity of `length` tokens."""
+    n = int(length)
+    first = numpy.zeros(n, dtype=bool)
+    first[0] = True
+    return encode_tag_ids(
+        numpy.full(n, label, dtype="int64"), first, numpy.ones(n, dtype=bool), first, scheme
+    )
+
+
+def span_probabilities(
+    crf: Model,
+    emissions: numpy.ndarray,
+    layout: ChainLayout,
+    starts: numpy.ndarray,
+    ends: numpy.ndarray,
+    labels: numpy.ndarray,
+    temperature: float = 1.0,
+) -> numpy.ndarray:
+    """The probability the CRF gives to exactly each entity (tokens
+    [start, end) of label index `label`, in the batch's concatenated tokens)
+    being in its output, whatever the decoded path: the marginal of the
+    entity's tag path (see `span_log_probs`). An entity that crosses a chain
+    boundary cannot be output and gets 0. What the model gave the gold
+    entities it missed, for instance.
+
+    RETURNS (ndarray): (n_spans,) float64 in [0, 1].
+    """
+    labels_of = crf_labels(crf)
+    check_temperature(temperature)
+    starts = numpy.asarray(starts, dtype="int64")
+    ends = numpy.asarray(ends, dtype="int64")
+    labels = numpy.asarray(labels, dtype="int64")
+    n = len(starts)
+    if not len(ends) == len(labels) == n:
+        raise ValueError(
+            f"span_probabilities: {n} starts, {len(ends)} ends and {len(labels)} labels"
+        )
+    out = numpy.zeros((n,), dtype="float64")
+    if n == 0:
+        return out
+    if (starts < 0).any() or (ends <= starts).any() or (ends > layout.n_tokens).any():
+        raise ValueError(
+            f"span_probabilities: spans must satisfy 0 <= start < end <= {layout.n_tokens}"
+        )
+    if (labels < 0).any() or (labels >= len(labels_of)).any():
+        raise ValueError(f"span_probabilities: label indices must be in [0, {len(labels_of)})")
+    scheme = crf.attrs["scheme"]
+    inside = layout.chain_of[starts] == layout.chain_of[ends - 1]
+    index = numpy.flatnonzero(inside)
+    if len(index) == 0:
+        return out
+    rows = layout.span_rows(starts[index], ends[index])
     with torch_threads():
         padded = torch.from_numpy(layout.pad(emissions))
         mask = torch.from_numpy(layout.mask)
-        transitions, start, end, constraints = crf_params(crf)
-        tags, _ = viterbi(padded, mask, transitions, start, end)
+        padded, transitions, start, end, constraints = _scaled(crf, padded, temperature)
+        with torch.no_grad():
+            fb = forward_backward(padded, mask, transitions, start, end)
+        # Spans may overlap: score them in layers of spans that do not.
+        layer_of = _layers(rows)
+        for layer in range(int(layer_of.max()) + 1 if len(layer_of) else 0):
+            chosen = numpy.flatnonzero(layer_of == layer)
+            tags = numpy.zeros(layout.mask.shape, dtype="int64")
+            for i in chosen:
+                chain, first, last = rows[i]
+                tags[chain, first:last + 1] = span_tag_ids(
+                    last - first + 1, labels[index[i]], scheme
+                )
+            logp = _span_log_probs(
+                fb, padded, mask, transitions, tags, rows[chosen], constraints.continues
+            )
+            out[index[chosen]] = numpy.exp(logp)
+    return out
+
+
+def _layers(rows: numpy.ndarray) -> numpy.ndarray:
+    """A layer index per (chain, first, last) row such that the rows of a
+    layer do not overlap: the first layer whose last span ends before it."""
+    layer_of = numpy.zeros(len(rows), dtype="int64")
+    last_end: Dict[Tuple[int, int], int] = {}
+    for i in numpy.lexsort((rows[:, 1], rows[:, 0])):
+        chain, first, last = (int(v) for v in rows[i])
+        layer = 0
+        while last_end.get((chain, layer), -1) >= first:
+            layer += 1
+        layer_of[i] = layer
+        last_end[(chain, layer)] = last
+    return layer_of
+
+
+class NBestPaths(NamedTuple):
+    """The k best tag paths of every chain of a batch and their entities.
+
+    `path_probs` (n_chains, k): each path's probability, best first, 0 where a
+    chain has fewer than k valid paths. One row per entity of any of the
+    paths, by chain, then rank, then position: `starts`, `ends` (exclusive,
+    offsets in the batch's concatenated tokens), `labels`, `ranks` (0 is the
+    best path) and `chains`.
+    """
+
+    path_probs: numpy.ndarray  # (n_chains, k) float64
+    starts: numpy.ndarray  # (n_rows,) int64
+    ends: numpy.ndarray  # (n_rows,) int64
+    labels: numpy.ndarray  # (n_rows,) int64
+    ranks: numpy.ndarray  # (n_rows,) int64
+    chains: numpy.ndarray  # (n_rows,) int64
+
+
+def decode_nbest(
+    crf: Model, emissions: numpy.ndarray, layout: ChainLayout, k: int, temperature: float = 1.0
+) -> NBestPaths:
+    """The k best valid tag paths of each chain (`kbest_viterbi`), each with
+    its probability under the CRF (every potential divided by `temperature`,
+    which changes the probabilities, not the order), and their entities."""
+    crf_labels(crf)
+    check_temperature(temperature)
+    n_chains = len(layout.chain_lengths)
+    none = numpy.zeros((0,), dtype="int64")
+    if layout.n_tokens == 0:
+        return NBestPaths(numpy.zeros((n_chains, k)), none, none, none, none, none)
+    with torch_threads():
+        padded = torch.from_numpy(layout.pad(emissions))
+        mask = torch.from_numpy(layout.mask)
+        padded, transitions, start, end, constraints = _scaled(crf, padded, temperature)
+        tags, scores = kbest_viterbi(padded, mask, transitions, start, end, k)
+        with torch.no_grad():
+            log_z = log_partition(
+                padded.double(), mask, transitions.double(), start.double(), end.double()
+            ).numpy()
+    valid = numpy.isfinite(scores) & _valid_paths(tags, layout.mask, constraints)
+    probs = numpy.where(valid, numpy.exp(numpy.minimum(scores - log_z[:, None], 0.0)), 0.0)
+    parts = []
+    for rank in range(k):
+        # Chains without a path of this rank read as all "O" and are dropped after.
+        path = numpy.where(valid[:, rank:rank + 1], tags[:, rank], 0)
         starts, ends, labels = decode_tag_ids(
-            layout.unpad(tags), layout.chain_last, crf.attrs["scheme"]
+            layout.unpad(path), layout.chain_last, crf.attrs["scheme"]
         )
-        rows = layout.span_rows(starts, ends)
-        logp = span_log_probs(
-            padded, mask, transitions, start, end, tags, rows, constraints.continues
-        )
-    return DecodedEntities(starts, ends, labels, numpy.exp(logp))
+        chains = layout.chain_of[starts]
+        keep = valid[chains, rank]
+        ranks = numpy.full(int(keep.sum()), rank)
+        parts.append((chains[keep], ranks, starts[keep], ends[keep], labels[keep]))
+    chains, ranks, starts, ends, labels = (numpy.concatenate(col) for col in zip(*parts))
+    order = numpy.lexsort((starts, ranks, chains))
+    return NBestPaths(
+        probs, starts[order], ends[order], labels[order], ranks[order], chains[order]
+    )
+
+
+def _valid_paths(
+    tags: numpy.ndarray, mask: numpy.ndarray, constraints: Constraints
+) -> numpy.ndarray:
+    """(B, k) bool: the paths of `tags` (B, k, T) that use no forbidden
+    start, transition or end."""
+    start_ok = constraints.start_ok.numpy()
+    trans_ok = constraints.trans_ok.numpy()
+    end_ok = constraints.end_ok.numpy()
+    lengths = mask.sum(1)
+    ok = start_ok[tags[:, :, 0]]
+    if tags.shape[2] > 1:
+        moves = trans_ok[tags[:, :, :-1], tags[:, :, 1:]] | ~mask[:, None, 1:]
+        ok &= moves.all(axis=2)
+    last = numpy.take_along_axis(tags, (lengths - 1)[:, None, None], axis=2)[:, :, 0]
+    return ok & end_ok[last]
 
 
 def chain_loss(

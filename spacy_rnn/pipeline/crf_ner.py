@@ -26,8 +26,19 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 from thinc.types import Floats2d
 
+from ..calibration import binary_nll, fit_temperature
 from ..ml.chains import ChainLayout, concat_rows
-from ..ml.crf import chain_loss, decode_entities
+from ..ml.crf import (
+    NBestPaths,
+    chain_loss,
+    chain_span_log_probs,
+    check_temperature,
+    decode_chains,
+    decode_entities,
+    decode_nbest,
+    span_probabilities,
+)
+from ..ml.threads import torch_threads
 from ..schemes import encode_tag_ids, normalize_scheme, tag_set
 
 # The schemes the CRF can be trained in; BILUO is the default everywhere.
@@ -79,6 +90,7 @@ DEFAULT_CRF_NER_MODEL = Config().from_str(default_model_config)["model"]
         "scheme": DEFAULT_SCHEME,
         "spans_key": "crf_ner",
         "write_ents": True,
+        "n_best": 1,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -90,6 +102,7 @@ def make_crf_ner(
     scheme: str,
     spans_key: str,
     write_ents: bool,
+    n_best: int,
     scorer: Optional[Callable],
 ) -> "CRFEntityRecognizer":
     """Create a CRF named entity recognizer.
@@ -104,6 +117,9 @@ def make_crf_ner(
         confidences (`doc.spans[spans_key].attrs["scores"]`).
     write_ents (bool): whether to set `doc.ents`; if false, only the span
         group is written.
+    n_best (int): with k > 1, the k best tag paths of each sentence are also
+        written, as the span group `doc.spans[spans_key + "_nbest"]` (see
+        `CRFEntityRecognizer.set_annotations`); `doc.ents` stays the best path.
     scorer (Optional[Callable]): the scoring method (spacy.ner_scorer.v1).
     """
     return CRFEntityRecognizer(
@@ -113,6 +129,7 @@ def make_crf_ner(
         scheme=scheme,
         spans_key=spans_key,
         write_ents=write_ents,
+        n_best=n_best,
         scorer=scorer,
     )
 
@@ -126,7 +143,10 @@ class CRFPrediction(NamedTuple):
     starts: numpy.ndarray  # (n_ents,)
     ends: numpy.ndarray  # (n_ents,)
     labels: numpy.ndarray  # (n_ents,) index into the component's labels
-    scores: numpy.ndarray  # (n_ents,) float, in [0, 1]
+    scores: numpy.ndarray  # (n_ents,) float, in [0, 1], at the component's temperature
+    raw_scores: numpy.ndarray  # (n_ents,) float, at temperature 1
+    layout: Optional[ChainLayout] = None
+    nbest: Optional[NBestPaths] = None
 
 
 class CRFEntityRecognizer(TrainablePipe):
@@ -142,6 +162,13 @@ class CRFEntityRecognizer(TrainablePipe):
     probability that exactly this entity is in the model's output
     distribution (see `spacy_rnn.ml.crf.span_log_probs`). It is stored in
     `doc.spans[spans_key].attrs["scores"]`, one value per span.
+
+    Calibration: `cfg["temperature"]` (1.0 until `calibrate` fits one on
+    dev data; saved with the cfg) divides every CRF potential (emissions,
+    transitions, start and end scores) before the marginals are taken. That
+    divides every path's score by the same T, so the decoded entities (and
+    F1) never change; only the confidences do. With T != 1 the scores at
+    T = 1 stay readable in `doc.spans[spans_key].attrs["raw_scores"]`.
     """
 
     def __init__(
@@ -153,11 +180,19 @@ class CRFEntityRecognizer(TrainablePipe):
         scheme: str = DEFAULT_SCHEME,
         spans_key: str = "crf_ner",
         write_ents: bool = True,
+        n_best: int = 1,
         scorer: Optional[Callable] = ner_score,
     ) -> None:
         canonical = normalize_scheme(scheme)
         if canonical not in CRF_SCHEMES:
             raise ValueError(f"crf_ner: scheme must be 'BIO' (IOB2) or 'BILUO', got {scheme!r}")
+        if not isinstance(n_best, int) or isinstance(n_best, bool) or n_best < 1:
+            raise ValueError(
+                f"crf_ner: n_best must be an integer >= 1 (components.{name}.n_best), got "
+                f"{n_best!r}"
+            )
+        # Not in cfg: a setting of this pipeline's run, which a saved cfg must not override.
+        self.n_best = n_best
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -167,6 +202,7 @@ class CRFEntityRecognizer(TrainablePipe):
             "scheme": canonical,
             "spans_key": spans_key,
             "write_ents": bool(write_ents),
+            "temperature": 1.0,
         }
 
     @property
@@ -256,22 +292,48 @@ class CRFEntityRecognizer(TrainablePipe):
 
     # ---- predict --------------------------------------------------------
 
+    @property
+    def temperature(self) -> float:
+        """The temperature the confidences are computed at (`cfg["temperature"]`)."""
+        return check_temperature(self.cfg.get("temperature", 1.0))
+
     def predict(self, docs: Iterable[Doc]) -> CRFPrediction:
         """Decode each chain (sentence or doc) with constrained Viterbi and
-        score each entity by its marginal probability."""
+        score each entity by its marginal probability; with `n_best > 1` also
+        the k best paths of each chain."""
         docs = list(docs)
         layout = ChainLayout.from_docs(docs)
         if layout.n_tokens == 0:
             return _empty_prediction(layout.doc_offsets)
         emissions = concat_rows(self.model.ops, self.model.predict(docs))
-        found = decode_entities(self.model.get_ref("crf"), emissions, layout)
-        return CRFPrediction(layout.doc_offsets, *found)
+        crf = self.model.get_ref("crf")
+        found = decode_entities(crf, emissions, layout, self.temperature)
+        nbest = None
+        if self.n_best > 1:
+            nbest = decode_nbest(crf, emissions, layout, self.n_best, self.temperature)
+        return CRFPrediction(layout.doc_offsets, *found, layout=layout, nbest=nbest)
 
     def set_annotations(self, docs: Iterable[Doc], prediction: CRFPrediction) -> None:
+        """Write `doc.spans[spans_key]` (the entities; attrs "scores", and
+        "raw_scores" at temperature 1 when the temperature is not 1), and
+        `doc.ents` unless write_ents is false.
+
+        With n_best = k > 1, also `doc.spans[spans_key + "_nbest"]`: the
+        entities of the k best tag paths of each sentence (a sentence's
+        entities appear once per path that holds them), ordered by sentence,
+        then path, then position, with attrs "ranks" (per span: its path's
+        rank in its sentence, 1 = the best path, the one in `doc.ents`) and
+        "path_probs" (per span: that path's probability); and per sentence of
+        the doc "sentences" ([start, end) token offsets) and "probs" (the
+        probabilities of its k best paths, best first, 0.0 where the sentence
+        has fewer valid paths; they sum to at most 1). A path without entities
+        shows only in "probs".
+        """
         labels = self.labels
         key = self.cfg["spans_key"]
         write_ents = self.cfg["write_ents"]
         offsets = prediction.doc_offsets
+        raw = prediction.raw_scores is not prediction.scores
         # First entity of each doc
         first = numpy.searchsorted(prediction.starts, offsets)
         for i, doc in enumerate(docs):
@@ -283,8 +345,16 @@ class CRFEntityRecognizer(TrainablePipe):
                     prediction.starts[lo:hi], prediction.ends[lo:hi], prediction.labels[lo:hi]
                 )
             ]
-            scores = prediction.scores[lo:hi].tolist()
-            doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs={"scores": scores})
+            attrs = {"scores": prediction.scores[lo:hi].tolist()}
+            if raw:
+                attrs["raw_scores"] = prediction.raw_scores[lo:hi].tolist()
+            doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs=attrs)
+            if prediction.nbest is not None:
+                self._set_nbest(doc, i, prediction)
+            elif self.n_best > 1:  # a batch without tokens
+                name = f"{key}_nbest"
+                attrs = {"ranks": [], "path_probs": [], "sentences": [], "probs": []}
+                doc.spans[name] = SpanGroup(doc, name=name, spans=[], attrs=attrs)
             if write_ents:
                 if doc.ents:
                     # Entities set before this component (e.g. an entity_ruler) are kept.
@@ -296,6 +366,167 @@ class CRFEntityRecognizer(TrainablePipe):
                     ]
                     spans.sort(key=lambda span: span.start)
                 doc.set_ents(spans, default="outside")
+
+    def _set_nbest(self, doc: Doc, i: int, prediction: CRFPrediction) -> None:
+        """The span group of the n best paths of doc i of the batch."""
+        nbest, layout = prediction.nbest, prediction.layout
+        labels = self.labels
+        base = int(prediction.doc_offsets[i])
+        # The doc's chains and its rows of the n-best entities
+        chain_lo, chain_hi = numpy.searchsorted(
+            layout.chain_offsets, prediction.doc_offsets[i:i + 2]
+        )
+        lo, hi = numpy.searchsorted(nbest.chains, [chain_lo, chain_hi])
+        spans = [
+            Span(doc, int(s) - base, int(e) - base, label=labels[lab])
+            for s, e, lab in zip(nbest.starts[lo:hi], nbest.ends[lo:hi], nbest.labels[lo:hi])
+        ]
+        chains = nbest.chains[lo:hi]
+        attrs = {
+            "ranks": (nbest.ranks[lo:hi] + 1).tolist(),
+            "path_probs": nbest.path_probs[chains, nbest.ranks[lo:hi]].tolist(),
+            "sentences": [
+                [int(a) - base, int(b) - base]
+                for a, b in zip(
+                    layout.chain_offsets[chain_lo:chain_hi],
+                    layout.chain_offsets[chain_lo + 1:chain_hi + 1],
+                )
+            ],
+            "probs": nbest.path_probs[chain_lo:chain_hi].tolist(),
+        }
+        name = f"{self.cfg['spans_key']}_nbest"
+        doc.spans[name] = SpanGroup(doc, name=name, spans=spans, attrs=attrs)
+
+    # ---- confidence -----------------------------------------------------
+
+    def span_probabilities(
+        self, doc: Doc, spans: Iterable, temperature: Optional[float] = None
+    ) -> numpy.ndarray:
+        """The probability the model gives to exactly each span being one of
+        its entities, whether it predicted it or not (for the gold entities it
+        missed, say): the CRF marginal of the span's tag path in its sentence.
+
+        doc (Doc): a doc as this component sees it (run the components before
+            it first when they feed it, e.g. a shared tok2vec).
+        spans (Iterable): `Span`s of `doc` or (start, end, label) token offsets.
+            A span that crosses a sentence boundary, or whose label the
+            component does not know, gets 0.0.
+        temperature (Optional[float]): the component's own by default; 1.0
+            for the uncalibrated marginals.
+        RETURNS (ndarray): (n_spans,) float64 in [0, 1].
+        """
+        return self.batch_span_probabilities([doc], [spans], temperature)[0]
+
+    def batch_span_probabilities(
+        self,
+        docs: Sequence[Doc],
+        spans: Sequence[Iterable],
+        temperature: Optional[float] = None,
+    ) -> List[numpy.ndarray]:
+        """`span_probabilities` for a batch of docs, one array per doc."""
+        docs = list(docs)
+        spans = [list(group) for group in spans]
+        if len(spans) != len(docs):
+            raise ValueError(f"crf_ner: {len(docs)} docs but {len(spans)} lists of spans")
+        T = self.temperature if temperature is None else check_temperature(temperature)
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        layout = ChainLayout.from_docs(docs)
+        starts, ends, labels, owner = [], [], [], []
+        for i, (doc, group) in enumerate(zip(docs, spans)):
+            for span in group:
+                if isinstance(span, Span):
+                    s, e, label = span.start, span.end, span.label_
+                else:
+                    s, e, label = span
+                if not 0 <= s < e <= len(doc):
+                    raise ValueError(
+                        f"crf_ner: span ({s}, {e}) is not within doc {i} of {len(doc)} tokens"
+                    )
+                starts.append(layout.doc_offsets[i] + s)
+                ends.append(layout.doc_offsets[i] + e)
+                labels.append(label_index.get(label, -1))
+                owner.append(i)
+        probs = numpy.zeros(len(starts), dtype="float64")
+        known = numpy.asarray(labels, dtype="int64") >= 0
+        if known.any():
+            emissions = concat_rows(self.model.ops, self.model.predict(docs))
+            probs[known] = span_probabilities(
+                self.model.get_ref("crf"),
+                emissions,
+                layout,
+                numpy.asarray(starts)[known],
+                numpy.asarray(ends)[known],
+                numpy.asarray(labels)[known],
+                T,
+            )
+        owner = numpy.asarray(owner, dtype="int64")
+        return [probs[owner == i] for i in range(len(docs))]
+
+    def calibrate(self, examples: Iterable[Example], batch_size: int = 128) -> Dict[str, float]:
+        """Fit `cfg["temperature"]` on held-out examples and set it.
+
+        The temperature minimises the binary negative log-likelihood of the
+        predicted entities' correctness (exact span and type among the
+        reference's entities) under their confidences: that is the proper
+        scoring rule of exactly the number users threshold on, so a
+        confidence of 0.9 is pushed towards being right 9 times in 10. (The
+        CRF's own sequence likelihood of the gold paths would calibrate whole
+        paths, not the entities that are shown.) The decoded entities do not
+        depend on the temperature, so the examples are run once.
+
+        examples: `Example`s whose predicted docs are as this component sees
+            them (the components before it have run) and whose references
+            hold the gold entities; tokens may differ, entities are matched by
+            character offsets.
+        RETURNS (Dict[str, float]): temperature, nll_before (T = 1),
+            nll_after, n_entities, accuracy (share of the entities correct).
+        """
+        examples = list(examples)
+        validate_examples(examples, "CRFEntityRecognizer.calibrate")
+        crf = self.model.get_ref("crf")
+        batches, correct = [], []
+        for lo in range(0, len(examples), batch_size):
+            part = examples[lo:lo + batch_size]
+            docs = [example.predicted for example in part]
+            layout = ChainLayout.from_docs(docs)
+            if layout.n_tokens == 0:
+                continue
+            emissions = concat_rows(self.model.ops, self.model.predict(docs))
+            with torch_threads():
+                batch, (starts, ends, labels) = decode_chains(crf, emissions, layout)
+            batches.append(batch)
+            doc_of = numpy.searchsorted(layout.doc_offsets, starts, side="right") - 1
+            for s, e, lab, d in zip(starts, ends, labels, doc_of):
+                doc = docs[d]
+                base = int(layout.doc_offsets[d])
+                span = doc[int(s) - base:int(e) - base]
+                gold = {
+                    (ent.start_char, ent.end_char, ent.label_) for ent in part[d].reference.ents
+                }
+                correct.append((span.start_char, span.end_char, self.labels[lab]) in gold)
+
+        def nll_at(temperature: float) -> float:
+            with torch_threads():
+                logp = numpy.concatenate(
+                    [chain_span_log_probs(crf, b, temperature) for b in batches] or [[]]
+                )
+            return binary_nll(numpy.exp(logp), correct)
+
+        if not correct:
+            raise ValueError(
+                f"crf_ner: component '{self.name}' predicts no entities on the "
+                f"{len(examples)} calibration examples: nothing to calibrate"
+            )
+        before = nll_at(1.0)
+        temperature = fit_temperature(nll_at)
+        self.cfg["temperature"] = float(temperature)
+        return {
+            "temperature": float(temperature),
+            "nll_before": before,
+            "nll_after": nll_at(temperature),
+            "n_entities": len(correct),
+            "accuracy": float(numpy.mean(correct)),
+        }
 
     # ---- training -------------------------------------------------------
 
@@ -397,4 +628,5 @@ class CRFEntityRecognizer(TrainablePipe):
 
 def _empty_prediction(doc_offsets: numpy.ndarray) -> CRFPrediction:
     none = numpy.zeros((0,), dtype="int64")
-    return CRFPrediction(doc_offsets, none, none, none, numpy.zeros((0,), dtype="float64"))
+    empty = numpy.zeros((0,), dtype="float64")
+    return CRFPrediction(doc_offsets, none, none, none, empty, empty)

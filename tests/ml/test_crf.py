@@ -21,12 +21,15 @@ from spacy_rnn.ml.crf import (
     apply_constraints,
     chain_loss,
     decode_entities,
+    decode_nbest,
+    kbest_viterbi,
     log_partition,
     marginals,
     nll,
     path_score,
     scheme_constraints,
     span_log_probs,
+    span_probabilities,
     viterbi,
 )
 from spacy_rnn.ml.threads import set_torch_threads
@@ -402,3 +405,146 @@ def test_crf_torch_work_runs_under_the_thread_policy(monkeypatch):
         set_torch_threads(None)
         torch.set_num_threads(before)
     assert seen == [("viterbi", 1), ("nll", 1)]
+
+
+# ---- n-best, temperature, span probabilities -------------------------------------
+
+
+def test_crf_kbest_viterbi_matches_brute_force():
+    """All 81 paths of a 4-token, 3-tag chain in order, in a padded batch;
+    rank 0 is Viterbi; ranks past the number of paths are -inf."""
+    lengths = [4, 2, 3]
+    K = 3
+    emissions, mask, transitions, start, end = make_batch(lengths, K, seed=5)
+    best, _ = viterbi(emissions, mask, transitions, start, end)
+    for k in (1, 5, 81):
+        tags, scores = kbest_viterbi(emissions, mask, transitions, start, end, k)
+        assert tags.shape == (3, k, 4) and scores.shape == (3, k)
+        for b, L in enumerate(lengths):
+            paths = sorted(
+                all_paths(emissions[b, :L], transitions, start, end), key=lambda p: -p[1]
+            )
+            n = min(k, len(paths))
+            numpy.testing.assert_allclose(scores[b, :n], [s for _, s in paths[:n]], rtol=1e-9)
+            assert [tuple(tags[b, r, :L]) for r in range(n)] == [p for p, _ in paths[:n]]
+            assert numpy.isneginf(scores[b, n:]).all()
+            assert tags[b, 0, :L].tolist() == best[b, :L].tolist()
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        kbest_viterbi(emissions, mask, transitions, start, end, 0)
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_crf_decode_nbest_matches_brute_force(scheme, temperature):
+    """Per chain, the k best valid paths with their probabilities (every
+    potential divided by the temperature) and the entities of each; a
+    1-token chain of a one-label tag set has fewer valid paths than k."""
+    crf, tags = crf_layer(scheme, labels=("PER",), seed=7)
+    K = len(tags)
+    layout = ChainLayout([4, 1, 3], numpy.array([4, 1, 2, 1]))
+    rng = numpy.random.default_rng(8)
+    emissions = (rng.normal(size=(layout.n_tokens, K)) * 2).astype("float32")
+    k = 5
+    found = decode_nbest(crf, emissions, layout, k, temperature)
+    one_best = decode_entities(crf, emissions, layout, temperature)
+    constraints = scheme_constraints(tuple(tags), scheme)
+    params = [
+        torch.from_numpy(crf.get_param(name).astype("float64")) / temperature
+        for name in ("transitions", "start", "end")
+    ]
+    masked = apply_constraints(*params, constraints)
+    columns = (found.chains, found.ranks, found.starts, found.ends, found.labels)
+    rows = list(zip(*(col.tolist() for col in columns)))
+    expected_rows = []
+    for c, (first, last) in enumerate(zip(layout.chain_offsets[:-1], layout.chain_offsets[1:])):
+        chain = torch.from_numpy(emissions[first:last].astype("float64")) / temperature
+        paths = list(all_paths(chain, *masked))
+        log_z = numpy.logaddexp.reduce([score for _, score in paths])
+        valid = [(p, s) for p, s in paths if is_valid([tags[i] for i in p], scheme)]
+        valid.sort(key=lambda item: -item[1])
+        probs = [numpy.exp(s - log_z) for _, s in valid[:k]]
+        probs += [0.0] * (k - len(probs))
+        numpy.testing.assert_allclose(found.path_probs[c], probs, rtol=1e-4, atol=1e-9)
+        assert found.path_probs[c].sum() <= 1.0 + 1e-9
+        for rank, (path, _) in enumerate(valid[:k]):
+            for s, e, label in tags_to_spans([tags[i] for i in path], scheme):
+                expected_rows.append((c, rank, first + s, first + e, 0))
+    assert found.path_probs[1, 2:].tolist() == [0.0, 0.0, 0.0]  # "O" and "U-PER"/"B-PER" only
+    assert rows == expected_rows
+    # Path 1 is the Viterbi path: its entities are decode_entities'.
+    first_rank = [(s, e, lab) for _, r, s, e, lab in rows if r == 0]
+    columns = (one_best.starts, one_best.ends, one_best.labels)
+    assert first_rank == list(zip(*(col.tolist() for col in columns)))
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_crf_temperature_keeps_the_entities_and_rescales_the_marginals(scheme):
+    crf, tags = crf_layer(scheme, seed=3)
+    K = len(tags)
+    layout = ChainLayout([4, 2], numpy.array([3, 1, 2]))
+    rng = numpy.random.default_rng(4)
+    emissions = (rng.normal(size=(layout.n_tokens, K)) * 3).astype("float32")
+    base = decode_entities(crf, emissions, layout)
+    assert base.raw_scores is base.scores
+    for temperature in (0.5, 3.0):
+        hot = decode_entities(crf, emissions, layout, temperature)
+        assert hot.starts.tolist() == base.starts.tolist()
+        assert hot.labels.tolist() == base.labels.tolist()
+        numpy.testing.assert_allclose(hot.raw_scores, base.scores, rtol=1e-6)
+        # The same as decoding emissions and CRF scores divided by the temperature.
+        scaled, _ = crf_layer(scheme, seed=3)
+        for name in ("transitions", "start", "end"):
+            scaled.set_param(name, crf.get_param(name) / temperature)
+        expected = decode_entities(scaled, emissions / temperature, layout)
+        numpy.testing.assert_allclose(hot.scores, expected.scores, rtol=1e-5)
+        # Hotter is less confident, colder more.
+        if temperature > 1:
+            assert (hot.scores <= base.scores + 1e-9).all()
+        else:
+            assert (hot.scores >= base.scores - 1e-9).all()
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            decode_entities(crf, emissions, layout, bad)
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_crf_span_probabilities_match_brute_force(scheme):
+    """Any span (overlapping ones too), predicted or not: the total probability
+    of the paths holding exactly that entity; a span across chains gets 0."""
+    crf, tags = crf_layer(scheme, seed=11)
+    K = len(tags)
+    layout = ChainLayout([3, 4], numpy.array([3, 2, 2]))
+    rng = numpy.random.default_rng(12)
+    emissions = (rng.normal(size=(layout.n_tokens, K)) * 2).astype("float32")
+    constraints = scheme_constraints(tuple(tags), scheme)
+    params = [
+        torch.from_numpy(crf.get_param(name).astype("float64"))
+        for name in ("transitions", "start", "end")
+    ]
+    masked = apply_constraints(*params, constraints)
+    spans, expected = [], []
+    for first, last in zip(layout.chain_offsets[:-1], layout.chain_offsets[1:]):
+        chain = torch.from_numpy(emissions[first:last].astype("float64"))
+        paths = list(all_paths(chain, *masked))
+        log_z = numpy.logaddexp.reduce([score for _, score in paths])
+        n = int(last - first)
+        for s in range(n):
+            for e in range(s + 1, n + 1):
+                for label_index, label in enumerate(("PER", "LOC")):
+                    holding = [
+                        score for path, score in paths
+                        if (s, e, label) in tags_to_spans([tags[i] for i in path], scheme)
+                    ]
+                    prob = numpy.exp(numpy.logaddexp.reduce(holding) - log_z) if holding else 0.0
+                    spans.append((first + s, first + e, label_index))
+                    expected.append(prob)
+    spans.append((2, 4, 0))  # crosses from chain 0 into chain 1
+    expected.append(0.0)
+    starts, ends, labels = (numpy.array(col) for col in zip(*spans))
+    got = span_probabilities(crf, emissions, layout, starts, ends, labels)
+    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+    assert got.max() > 0.3
+    with pytest.raises(ValueError, match="label indices"):
+        span_probabilities(crf, emissions, layout, starts[:1], ends[:1], numpy.array([2]))
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        span_probabilities(crf, emissions, layout, numpy.array([3]), ends[:1], labels[:1])
