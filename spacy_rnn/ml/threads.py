@@ -50,12 +50,17 @@ _in_forked_child = False
 _cached: int = 0
 _LEAVE = -1
 
-# torch's thread count is process-wide: nested or concurrent scopes (several
-# Python threads running our layers) set it once and the last to leave puts
-# back what the first found.
-_lock = threading.Lock()
-_depth = 0
-_saved = 0
+
+class _ScopeState(threading.local):
+    """Per Python thread: torch's intra-op thread count is OpenMP's, which each
+    thread holds for itself, so each thread sets and puts back its own; nested
+    scopes set it once and the outermost puts back what it found."""
+
+    depth = 0
+    saved = 0
+
+
+_state = _ScopeState()
 
 
 def parse_setting(value: Any, source: str) -> Union[int, str]:
@@ -215,9 +220,9 @@ def set_config_torch_threads(n_threads: Setting) -> None:
 
 class torch_threads:
     """Context manager around one of our torch computations: torch runs with
-    the policy's number of intra-op threads inside and the caller's own number
-    is put back on exit. Costs two `torch.get_num_threads` calls and a lock
-    when the numbers already agree."""
+    the policy's number of intra-op threads inside and the calling thread's
+    own number is put back on exit. When the numbers already agree it costs
+    two `torch.get_num_threads` calls."""
 
     __slots__ = ("_entered",)
 
@@ -225,30 +230,28 @@ class torch_threads:
         self._entered = False
 
     def __enter__(self) -> "torch_threads":
-        global _depth, _saved
         n_threads = _cached if _cached != 0 else (policy_threads() or _LEAVE)
         if n_threads == _LEAVE:
             return self
-        with _lock:
-            if _depth == 0:
-                _saved = torch.get_num_threads()
-                if _saved != n_threads:
-                    torch.set_num_threads(n_threads)
-            _depth += 1
+        state = _state
+        if state.depth == 0:
+            state.saved = torch.get_num_threads()
+            if state.saved != n_threads:
+                torch.set_num_threads(n_threads)
+        state.depth += 1
         self._entered = True
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        global _depth
         if not self._entered:
             return
         self._entered = False
-        with _lock:
-            if _depth == 0:  # reset by a fork in between
-                return
-            _depth -= 1
-            if _depth == 0 and torch.get_num_threads() != _saved:
-                torch.set_num_threads(_saved)
+        state = _state
+        if state.depth == 0:  # reset by a fork in between
+            return
+        state.depth -= 1
+        if state.depth == 0 and torch.get_num_threads() != state.saved:
+            torch.set_num_threads(state.saved)
 
 
 @registry.callbacks("spacy_rnn.torch_threads.v1")
@@ -277,10 +280,9 @@ def create_torch_threads_callback(n_threads: Optional[Union[int, str]] = None) -
 
 
 def _after_fork_in_child() -> None:
-    global _in_forked_child, _lock, _depth
+    global _in_forked_child, _state
     _in_forked_child = True
-    _lock = threading.Lock()  # another thread may have held it at the fork
-    _depth = 0
+    _state = _ScopeState()
     refresh()
     torch.set_num_threads(1)
 

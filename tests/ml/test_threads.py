@@ -262,6 +262,37 @@ def test_nested_scopes_and_exceptions_restore(four_cpus):
     assert torch.get_num_threads() == 2
 
 
+def test_scopes_in_concurrent_python_threads(four_cpus):
+    """Torch's thread count is per Python thread (OpenMP's): a scope in a
+    second thread sets the policy's number for that thread, though the first
+    thread's scope is open, and puts back the second thread's own number."""
+    import threading
+
+    threads.set_torch_threads(3)
+    inside_first = threading.Event()
+    second_done = threading.Event()
+    seen = {}
+
+    def second():
+        inside_first.wait(30)
+        torch.set_num_threads(2)  # the second thread's own code, during the first's scope
+        with threads.torch_threads():
+            seen["inside"] = torch.get_num_threads()
+        seen["after"] = torch.get_num_threads()
+        second_done.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    torch.set_num_threads(1)
+    with threads.torch_threads():
+        inside_first.set()
+        second_done.wait(30)
+        seen["first inside"] = torch.get_num_threads()
+    worker.join(30)
+    assert torch.get_num_threads() == 1
+    assert seen == {"inside": 3, "after": 2, "first inside": 3}
+
+
 FORK_SCRIPT = """
 import os, torch
 from spacy_rnn.ml import threads
