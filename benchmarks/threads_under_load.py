@@ -342,8 +342,10 @@ def spacy_train(args: argparse.Namespace) -> None:
 
 
 def scope_overhead() -> Dict[str, float]:
-    """Nanoseconds per `with torch_threads():` around nothing, when torch is
-    already at the policy's number and when the scope has to switch and put back."""
+    """CPU nanoseconds per `with torch_threads():` around nothing, when torch
+    is already at the policy's number and when the scope has to switch and put
+    back (CPU time: on a shared machine wall time counts other processes'
+    time slices)."""
     import timeit
 
     def scope() -> None:
@@ -353,7 +355,8 @@ def scope_overhead() -> Dict[str, float]:
     out = {}
     for label, outside in (("equal", threads.policy_threads()), ("switch", 2)):
         torch.set_num_threads(outside or DEFAULT_TORCH_THREADS)
-        out[label] = min(timeit.repeat(scope, number=20000, repeat=5)) / 20000 * 1e9
+        out[label] = min(timeit.repeat(scope, number=20000, repeat=7,
+                                       timer=time.process_time)) / 20000 * 1e9
     torch.set_num_threads(DEFAULT_TORCH_THREADS)
     return out
 
@@ -409,7 +412,8 @@ def render(info: Dict, results: List[Dict], settings, loads, args) -> str:
                          + "; ".join(parts) + ".")
     overhead = info["scope_overhead_ns"]
     lines.append("")
-    lines.append(f"`with torch_threads():` around nothing: {overhead['equal']:.0f} ns when torch "
+    lines.append(f"`with torch_threads():` around nothing: {overhead['equal']:.0f} ns of CPU "
+                 "time when torch "
                  f"is already at the policy's number, {overhead['switch']:.0f} ns when it "
                  "sets and puts back the caller's number.")
     lines.append("")
