@@ -71,7 +71,7 @@ def build(name: str, width: int, depth: int):
 
 
 def batches(docs: List[Doc], size: int) -> List[List[Doc]]:
-    return [docs[i : i + size] for i in range(0, len(docs), size)]
+    return [docs[i:i + size] for i in range(0, len(docs), size)]
 
 
 def time_inference(model, docs: List[Doc], batch_size: int) -> float:
