@@ -242,3 +242,31 @@ def test_readme_docs_describe_the_transition_config_as_configured():
     docs = (ROOT / "docs" / "models-and-configs.md").read_text(encoding="utf8")
     row = next(line for line in docs.splitlines() if "`configs/ner_bilstm_transition.cfg`" in line)
     assert "one BiLSTM layer of 256" in row
+
+
+@pytest.mark.parametrize(
+    "config,component,expected,phrase",
+    [
+        ("ner_bilstm_crf.cfg", "crf_ner",
+         {"@architectures": "spacy_rnn.CRFTagger.v3", "depth": 1, "cell": "lstm"},
+         "language-model objective (`CRFTagger.v3`)"),
+        ("ner_bigru_crf.cfg", "crf_ner",
+         {"@architectures": "spacy_rnn.CRFTagger.v1", "depth": 1, "cell": "gru"},
+         "with GRU cells, `CRFTagger.v1`"),
+        ("ner_bilstm_crf_glove.cfg", "crf_ner",
+         {"@architectures": "spacy_rnn.CRFTagger.v1", "depth": 2, "cell": "lstm"},
+         "BiLSTM-CRF (two layers) on GloVe"),
+    ],
+)
+def test_readme_docs_config_table_matches_the_configs(config, component, expected, phrase):
+    """The docs' table of configs says what each NER config holds."""
+    from spacy.util import load_config
+
+    model = load_config(ROOT / "configs" / config)["components"][component]["model"]
+    encode = model["tok2vec"]["encode"]
+    found = {"@architectures": model["@architectures"], "depth": encode["depth"],
+             "cell": encode["cell"]}
+    assert found == expected
+    docs = (ROOT / "docs" / "models-and-configs.md").read_text(encoding="utf8")
+    row = next(line for line in docs.splitlines() if f"`configs/{config}`" in line)
+    assert phrase in row
