@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from helpers import crf_ner_nlp, in_ci, ner_examples, randomize_params, read_conll_columns
 from spacy_rnn.engines import annotate
 from spacy_rnn.engines.records import Record, doc_record, read_records
-from spacy_rnn.engines.writer import MANIFEST, OrderedWriter
+from spacy_rnn.engines.writer import MANIFEST, OrderedWriter, make_piece
 
 N_TEXTS = 2000
 
@@ -193,7 +193,9 @@ def test_ray_equals_local_and_skips_failing_texts(ray_instance, setup, tmp_path)
     manifest = json.loads((out / MANIFEST).read_text("utf8"))
     assert manifest["complete"] and manifest["texts"] == n + 2 and manifest["docs"] == n
     assert [s["id"] for s in manifest["skipped"]] == ["bad-1", "bad-2"]
-    assert [s["docs"] for s in manifest["shards"]] == [700, 700, n - 1400]
+    # a shard ends with the batch that brings it to 700 docs
+    sizes = [s["docs"] for s in manifest["shards"]]
+    assert sum(sizes) == n and len(sizes) == 3 and all(700 <= k < 750 for k in sizes[:-1])
     assert manifest["shards"][0]["first_id"] == "doc-0"
     assert manifest["shards"][-1]["last_id"] == f"doc-{n - 1}"
     docs = [d for s in manifest["shards"] for d in _docs(out / s["file"])]
@@ -363,27 +365,47 @@ def test_ids_from_jsonl_directory_and_text_lines(tmp_path):
 def test_writer_orders_and_checks(tmp_path):
     nlp = spacy.blank("en")
     docs = [nlp(f"text number {i}") for i in range(5)]
-    writer = OrderedWriter(tmp_path / "out", 5, nlp.vocab, jsonl=True, shard_size=2)
-    for seq in (3, 1, 0, 4):
-        writer.add(seq, f"id{seq}", docs[seq].to_bytes() if seq % 2 else docs[seq])
+
+    def piece(start, n, failed=()):
+        ids = [f"id{i}" for i in range(start, start + n)]
+        results = [
+            (None, "ValueError: bad") if i in failed else (docs[i], "")
+            for i in range(start, start + n)
+        ]
+        return make_piece(start, ids, results, jsonl=True)
+
+    writer = OrderedWriter(tmp_path / "out", 5, jsonl=True, shard_size=2)
+    writer.add(piece(3, 2))
+    writer.add(piece(0, 1))
+    writer.add(piece(1, 1))
     # seqs 0 and 1 are complete: the first shard is on disk before the run ends
     assert (tmp_path / "out" / "shard-00000.spacy").exists()
     with pytest.raises(RuntimeError, match="annotated twice"):
-        writer.add(1, "id1", docs[1])
+        writer.add(piece(1, 1))
     with pytest.raises(RuntimeError, match="1 of 5 texts never came back"):
         writer.close()
-    writer.add(2, "id2", None, "ValueError: bad")
+    writer.add(piece(2, 1, failed=(2,)))
     counts = writer.close()
     assert counts["docs"] == 4 and counts["skipped"] == [
         {"id": "id2", "seq": 2, "error": "ValueError: bad"}
     ]
     manifest = json.loads((tmp_path / "out" / MANIFEST).read_text("utf8"))
+    assert manifest["complete"]
     assert [(s["first_id"], s["last_id"], s["docs"]) for s in manifest["shards"]] == [
         ("id0", "id1", 2), ("id3", "id4", 2)
     ]
     texts = [d.text for s in manifest["shards"] for d in _docs(tmp_path / "out" / s["file"])]
     assert texts == [docs[i].text for i in (0, 1, 3, 4)]
+    lines = (tmp_path / "out" / "shard-00001.jsonl").read_text("utf8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["id3", "id4"]
+    overlapping = OrderedWriter(tmp_path / "o.spacy", 5)
+    overlapping.add(piece(2, 2))
+    with pytest.raises(RuntimeError, match="annotated twice"):
+        overlapping.add(piece(0, 3))
+    strict = OrderedWriter(tmp_path / "s.spacy", 5, strict=True)
+    with pytest.raises(ValueError, match="id1: the pipeline failed on this text: ValueError"):
+        strict.add(piece(0, 2, failed=(1,)))
     with pytest.raises(ValueError, match="not an empty directory"):
-        OrderedWriter(tmp_path / "out", 1, nlp.vocab)
+        OrderedWriter(tmp_path / "out", 1)
     with pytest.raises(ValueError, match="--jsonl writes shards into a directory"):
-        OrderedWriter(tmp_path / "x.spacy", 1, nlp.vocab, jsonl=True)
+        OrderedWriter(tmp_path / "x.spacy", 1, jsonl=True)

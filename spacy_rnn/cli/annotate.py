@@ -108,7 +108,11 @@ def annotate_cli(
         f"({counts['engine']}, {counts['texts_per_s']:,.0f} texts/s)"
     )
     if "startup_s" in counts:
-        msg.info(f"Ray start-up: {counts['startup_s']:.1f}s")
+        msg.info(
+            f"Ray: {counts['startup_s']:.1f}s to start, {counts['first_result_s']:.1f}s more "
+            f"to the first batch (workers up, pipeline loaded), {counts['annotate_s']:.1f}s "
+            "annotating"
+        )
     for item in counts["skipped"]:
         msg.warn(f"Skipped {item['id']}: {item['error']}")
     if counts["labels"]:

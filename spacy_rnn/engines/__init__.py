@@ -99,7 +99,6 @@ def annotate(
     writer = OrderedWriter(
         output_path,
         len(records),
-        nlp.vocab,
         jsonl=jsonl,
         shard_size=shard_size,
         strict=strict,

@@ -1,15 +1,18 @@
 """The local engine: the pipeline in this process (or `nlp.pipe(n_process=N)`),
 written through the same ordered writer as the Ray engine."""
-from typing import Iterable, Iterator, List
+from typing import Iterable, Iterator, List, TypeVar
 
 from spacy.language import Language
 
 from .records import Record, annotate_batch
-from .writer import OrderedWriter
+from .writer import OrderedWriter, make_piece
 
 
-def _batches(records: Iterable[Record], size: int) -> Iterator[List[Record]]:
-    batch: List[Record] = []
+T = TypeVar("T")
+
+
+def _batches(records: Iterable[T], size: int) -> Iterator[List[T]]:
+    batch: List[T] = []
     for record in records:
         batch.append(record)
         if len(batch) >= size:
@@ -37,9 +40,11 @@ def run_local(
     if n_process <= 1:
         for batch in _batches(records, batch_size):
             results = annotate_batch(nlp, [r.text for r in batch])
-            for record, (doc, error) in zip(batch, results):
-                writer.add(record.seq, record.id, doc, error)
+            writer.add(make_piece(batch[0].seq, [r.id for r in batch], results, writer.jsonl))
         return
     pairs = ((r.text, r) for r in records)
-    for doc, record in nlp.pipe(pairs, as_tuples=True, batch_size=batch_size, n_process=n_process):
-        writer.add(record.seq, record.id, doc)
+    docs = nlp.pipe(pairs, as_tuples=True, batch_size=batch_size, n_process=n_process)
+    for batch in _batches(docs, batch_size):
+        results = [(doc, "") for doc, _record in batch]
+        ids = [record.id for _doc, record in batch]
+        writer.add(make_piece(batch[0][1].seq, ids, results, writer.jsonl))

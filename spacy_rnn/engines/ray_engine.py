@@ -5,9 +5,10 @@ a stateful callable class), on this machine or on a cluster.
   read or from bytes the driver ships through the object store, and runs torch
   with one intra-op thread unless told otherwise.
 - The driver reads the input, numbers the texts (seq) and hands Ray blocks of
-  `batch_size` texts; the workers return one row per text (its seq, id, the doc
-  as `Doc.to_bytes`, the error if the pipeline raised, the JSON line if asked);
-  the driver's `OrderedWriter` puts them back in input order and writes them.
+  `batch_size` texts; a worker returns each batch as one piece (ids, errors,
+  one DocBin of the docs, JSON lines if asked, counts), and the driver's
+  `OrderedWriter` puts the pieces back in input order and merges their DocBins
+  without rebuilding any Doc.
 - A worker process that dies is restarted and its batch retried: Ray Data
   creates its actors with `max_restarts=-1` and `max_task_retries=-1` (passing
   them ourselves is deprecated; tests/test_annotate_ray.py kills a worker to
@@ -30,8 +31,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from spacy.language import Language
 
-from .records import Record, annotate_batch, doc_record
-from .writer import OrderedWriter
+from .records import Record, annotate_batch
+from .writer import OrderedWriter, Piece, make_piece
 
 #: Environment set in every worker: the torch thread policy (spacy_rnn.ml.threads).
 THREAD_VARS = ("SPACY_RNN_TORCH_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -128,26 +129,24 @@ class Annotator:
         self.jsonl = jsonl
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, List[Any]]:
-        texts = [str(t) for t in batch["text"]]
+        """One batch -> one row per run of consecutive seqs (normally one run)."""
+        seqs = [int(s) for s in batch["seq"]]
         ids = [str(i) for i in batch["id"]]
-        results = annotate_batch(self.nlp, texts)
-        docs: List[bytes] = []
-        errors: List[str] = []
-        lines: List[str] = []
-        for rid, (doc, error) in zip(ids, results):
-            docs.append(b"" if doc is None else doc.to_bytes(exclude=["tensor", "user_data"]))
-            errors.append(error)
-            if self.jsonl and doc is not None:
-                lines.append(json.dumps(doc_record(doc, rid), ensure_ascii=False))
-            else:
-                lines.append("")
-        return {
-            "seq": [int(s) for s in batch["seq"]],
-            "id": ids,
-            "doc": docs,
-            "error": errors,
-            "line": lines,
-        }
+        results = annotate_batch(self.nlp, [str(t) for t in batch["text"]])
+        rows: Dict[str, List[Any]] = {"start": [], "meta": [], "doc_bin": [], "lines": []}
+        lo = 0
+        for hi in range(1, len(seqs) + 1):
+            if hi < len(seqs) and seqs[hi] == seqs[hi - 1] + 1:
+                continue
+            piece = make_piece(seqs[lo], ids[lo:hi], results[lo:hi], self.jsonl)
+            rows["start"].append(piece.start)
+            meta = {"ids": piece.ids, "errors": piece.errors, "tokens": piece.tokens,
+                    "labels": piece.labels}
+            rows["meta"].append(json.dumps(meta, ensure_ascii=False))
+            rows["doc_bin"].append(piece.doc_bin)
+            rows["lines"].append("\n".join(piece.lines))
+            lo = hi
+        return rows
 
 
 def _is_ref(value: Any) -> bool:
@@ -186,7 +185,9 @@ def run_ray(
     """Annotate `records` on Ray into `writer`; `nlp` is the driver's copy of the
     pipeline (checked already; shipped to the workers when `ship_model`).
 
-    RETURNS (Dict[str, float]): seconds to start (or join) Ray and to annotate.
+    RETURNS (Dict[str, float]): seconds to start (or join) Ray, from then to the
+        first result (workers started, pipeline loaded, first batch done), and
+        to annotate everything.
     """
     ray, started, startup = init_ray(workers, address)
     import pyarrow
@@ -230,13 +231,26 @@ def run_ray(
             runtime_env={"env_vars": env},
         )
         begin = time.perf_counter()
+        first = None
         for batch in annotated.iter_batches(batch_size=None, batch_format="numpy"):
-            for seq, rid, data, error, line in zip(
-                batch["seq"], batch["id"], batch["doc"], batch["error"], batch["line"]
+            if first is None:
+                first = time.perf_counter() - begin
+            for start, meta, doc_bin, lines in zip(
+                batch["start"], batch["meta"], batch["doc_bin"], batch["lines"]
             ):
-                doc = bytes(data) if not error else None
-                writer.add(int(seq), str(rid), doc, str(error), str(line) or None)
-        return {"startup_s": startup, "annotate_s": time.perf_counter() - begin}
+                info = json.loads(str(meta))
+                writer.add(
+                    Piece(
+                        int(start), info["ids"], info["errors"], bytes(doc_bin),
+                        str(lines).split("\n") if str(lines) else [], info["tokens"],
+                        info["labels"],
+                    )
+                )
+        return {
+            "startup_s": startup,
+            "first_result_s": first or 0.0,
+            "annotate_s": time.perf_counter() - begin,
+        }
     finally:
         if started:
             ray.shutdown()
