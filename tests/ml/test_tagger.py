@@ -72,7 +72,7 @@ def test_crf_tagger_v2_predicts_like_v1():
     # shifts them at prediction time cannot match.
     assert all(s.std() > 0.05 and numpy.abs(s).max() > 0.1 for s in scores1)
     for a, b in zip(scores1, v2.predict(docs)):
-        numpy.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
@@ -92,8 +92,10 @@ def test_crf_tagger_v2_dropout_keeps_its_rate_in_training():
     backprop([numpy.ones_like(s) for s in trained])  # gradients flow through the mask
     no_dropout = _build("v2", dropout=0.0)
     no_dropout.get_ref("output_layer").set_param("W", output.get_param("W"))
+    # Training and prediction take different torch paths: float32 rounding
+    # (up to ~3e-7 seen on scores of order 1) is all that may differ.
     for a, b in zip(no_dropout.predict(docs), no_dropout.begin_update(docs)[0]):
-        numpy.testing.assert_allclose(a, b, rtol=1e-6)
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_crf_ner_with_crf_tagger_v2_learns_and_round_trips():
