@@ -233,3 +233,17 @@ def test_cli_vectors_help_keeps_initialize_section_name():
     """Rich markup would swallow a bare "[initialize]" in the help text."""
     _, output = _usage("vectors")
     assert "[initialize] vectors" in " ".join(output.split())
+
+
+def test_cli_every_command_usage_is_uppercase_without_braces():
+    """The same holds for every command registered on the app, whoever adds it."""
+    from spacy_rnn.cli import _load_commands
+
+    _load_commands()
+    names = [info.name for info in app.registered_commands]
+    assert {"convert", "evaluate", "annotate", "benchmark"} <= set(names)
+    for name in names:
+        pieces, output = _usage(name)
+        assert all(p.isupper() and "{" not in p for p in pieces), (name, pieces)
+        usage = next(line for line in output.splitlines() if "Usage:" in line)
+        assert "{" not in usage, (name, usage)
