@@ -285,7 +285,9 @@ def static_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     # (n_tokens,) keys of all tokens, by the attribute the table is keyed by
     keys = numpy.concatenate([_column(doc, key_attr) for doc in docs])
     if isinstance(vectors, Vectors) and vectors.mode == Mode.default:
-        rows = ops.asarray(vectors.find(keys=keys))  # (n_tokens,), -1 = no vector
+        # one table lookup per distinct key of the batch
+        unique_keys, inverse = numpy.unique(keys, return_inverse=True)
+        rows = ops.asarray(vectors.find(keys=unique_keys)[inverse.reshape(-1)])  # -1 = none
         V = ops.as_contig(ops.asarray(vectors.data)[rows])  # (n_tokens, nM)
         V[rows < 0] = 0  # unknown words: zero vectors
     else:  # floret or other tables that compute vectors for any key
