@@ -80,7 +80,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from spacy.scorer import get_ner_prf
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.training import Example
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
@@ -757,8 +757,37 @@ def predict_docs(
         parts, i = flat[i:i + len(sents)], i + len(sents)
         doc = Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
         doc.cats = dict(parts[0].cats)
+        if len(parts) > 1:
+            _join_span_groups(doc, parts)
         out.append(doc)
     return out
+
+
+def _join_span_groups(doc: Doc, parts: Sequence[Doc]) -> None:
+    """The span groups of the sentence docs `parts`, on the joined `doc`
+    (Doc.from_docs drops them): spans shifted to the doc's tokens, list attrs
+    concatenated in order (crf_ner's "scores", "raw_scores", and the n-best
+    group's per-sentence lists; its "sentences" offsets shifted too)."""
+    keys = [key for part in parts for key in part.spans]
+    for key in dict.fromkeys(keys):
+        spans, attrs = [], {}
+        offset = 0
+        for part in parts:
+            group = part.spans[key] if key in part.spans else None
+            if group is not None:
+                spans.extend(
+                    Span(doc, span.start + offset, span.end + offset, label=span.label_)
+                    for span in group
+                )
+                for name, value in group.attrs.items():
+                    if isinstance(value, list):
+                        if name == "sentences":
+                            value = [[a + offset, b + offset] for a, b in value]
+                        attrs.setdefault(name, []).extend(value)
+                    else:
+                        attrs.setdefault(name, value)
+            offset += len(part)
+        doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs=attrs)
 
 
 def _progress(items: Iterable[Doc], total: int, unit: str, show: bool) -> Iterable[Doc]:

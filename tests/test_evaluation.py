@@ -493,3 +493,96 @@ def test_evaluation_cli_shows_progress_on_stderr(tmp_path):
     assert "Scoring 7 documents" in result.stderr
     assert "Predicting" not in result.stdout and "Scoring" not in result.stdout
     assert "seqeval" in result.stdout.lower()
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def scored_doc(words, ents, scores, raw=None, key="crf_ner"):
+    """A predicted doc whose span group `key` holds `ents` [(start, end, label)]
+    with confidences (and raw_scores when given)."""
+    from spacy.tokens import Span, SpanGroup
+
+    doc = Doc(VOCAB, words=words)
+    spans = [Span(doc, s, e, label=label) for s, e, label in ents]
+    attrs = {"scores": list(scores)}
+    if raw is not None:
+        attrs["raw_scores"] = list(raw)
+    doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs=attrs)
+    doc.ents = spans
+    return doc
+
+
+def test_evaluation_ner_calibration_hand_case():
+    """Correct = exact span and type: a right entity, a wrong type, a span one
+    token too long; ECE, Brier and the thresholds by hand."""
+    from spacy_rnn.evaluation import ner_calibration
+
+    words = ["Anna", "met", "Bob", "Smith", "in", "Paris"]
+    gold = [make_doc([(words, ["B-PER", "O", "B-PER", "I-PER", "O", "B-LOC"])])]
+    pred = [scored_doc(words, [(0, 1, "PER"), (2, 3, "PER"), (5, 6, "ORG")], [0.9, 0.6, 0.3],
+                       raw=[0.99, 0.8, 0.5])]
+    out = ner_calibration(gold, pred)
+    rep = out["scores"]
+    assert out["spans_key"] == "crf_ner" and rep["n"] == 3
+    assert rep["accuracy"] == pytest.approx(1 / 3)
+    # 15 equal-mass bins over 3 entities: one per bin, |acc - conf| summed / 3
+    assert rep["ece"] == pytest.approx((0.1 + 0.6 + 0.3) / 3)
+    assert rep["brier"] == pytest.approx((0.01 + 0.36 + 0.09) / 3)
+    assert [(r["threshold"], r["count"], r["precision"]) for r in rep["precision_at"]] == [
+        (0.5, 2, 0.5), (0.7, 1, 1.0), (0.9, 1, 1.0), (0.95, 0, None)
+    ]
+    assert out["raw_scores"]["brier"] == pytest.approx((0.01 ** 2 + 0.8 ** 2 + 0.5 ** 2) / 3)
+    assert "missed" not in out
+    out = ner_calibration(gold, pred, missed_probs=[0.2, 0.05])
+    assert out["missed"]["n"] == 2 and out["missed"]["mean_probability"] == pytest.approx(0.125)
+    assert out["missed"]["share_at_least"]["0.1"] == 0.5
+    # No scored span group: no calibration part (e.g. spaCy's own ner).
+    assert ner_calibration(gold, [make_doc([(words, ["O"] * 6)])]) is None
+    assert "calibration" in evaluate_docs(gold, pred)["ner"]
+    from spacy_rnn.evaluation import missed_entities
+
+    assert missed_entities(gold, pred) == [[(2, 4, "PER"), (5, 6, "LOC")]]
+
+
+def test_evaluation_textcat_calibration():
+    from spacy_rnn.evaluation import textcat_calibration, textcat_confidences
+
+    gold = [cat_doc("a", {"POS": 1.0, "NEG": 0.0}), cat_doc("b", {"POS": 0.0, "NEG": 1.0})]
+    pred = [cat_doc("a", {"POS": 0.8, "NEG": 0.2}), cat_doc("b", {"POS": 0.7, "NEG": 0.3})]
+    assert textcat_confidences(gold, pred) == ([0.8, 0.7], [True, False])
+    # One cat label: "not POS" is the predicted class below 0.5, with 1 - p.
+    gold1 = [cat_doc("a", {"POS": 1.0}), cat_doc("b", {"POS": 0.0})]
+    pred1 = [cat_doc("a", {"POS": 0.4}), cat_doc("b", {"POS": 0.1})]
+    conf, correct = textcat_confidences(gold1, pred1)
+    assert conf == pytest.approx([0.6, 0.9]) and correct == [False, True]
+    out = textcat_calibration(gold, pred)["scores"]
+    assert out["brier"] == pytest.approx((0.2 ** 2 + 0.7 ** 2) / 2)
+    assert evaluate_docs(gold, pred)["textcat"]["calibration"]["scores"]["n"] == 2
+
+
+def test_evaluation_gold_preproc_keeps_the_span_groups():
+    """Joining the sentence docs back keeps each sentence's span group, its
+    spans shifted and its list attrs concatenated."""
+    import spacy
+    from spacy.tokens import Span, SpanGroup
+
+    from spacy_rnn.evaluation import predict_docs
+
+    nlp = spacy.blank("en")
+
+    @spacy.Language.component("score_first_token_for_test")
+    def score(doc):
+        doc.spans["k"] = SpanGroup(
+            doc, name="k", spans=[Span(doc, 0, 1, label="X")],
+            attrs={"scores": [len(doc) / 10], "sentences": [[0, len(doc)]], "model": "m"},
+        )
+        return doc
+
+    nlp.add_pipe("score_first_token_for_test")
+    words = ["Anna", "went", ".", "Bob", "left", "now", "."]
+    gold = Doc(nlp.vocab, words=words, sent_starts=[1, 0, 0, 1, 0, 0, 0])
+    (pred,) = predict_docs(nlp, [gold], gold_preproc=True)
+    group = pred.spans["k"]
+    assert [(s.start, s.end, s.label_) for s in group] == [(0, 1, "X"), (3, 4, "X")]
+    assert group.attrs == {"scores": [0.3, 0.4], "sentences": [[0, 3], [3, 7]], "model": "m"}

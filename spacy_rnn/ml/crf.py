@@ -251,7 +251,7 @@ def kbest_viterbi(
     paths are then the k best of the K * k last entries.
 
     RETURNS (tags, scores): tags (B, k, T) int64 (padding steps hold the last
-        tag), scores (B, k) float64 log scores, best first. A sequence with
+        tag), scores (B, k) log scores (the emissions' dtype), best first. A sequence with
         fewer than k paths has -inf scores at the missing ranks (their tags are
         meaningless); forbidden paths (score about NEG) are not filtered here.
         Rank 0 is the Viterbi path (up to ties).
@@ -263,36 +263,42 @@ def kbest_viterbi(
     tags = numpy.zeros((B, k, T), dtype="int64")
     if T == 0:
         return tags, numpy.full((B, k), -numpy.inf)
+    # Longest sequences first: at step t only the first n_t rows are still
+    # running, so each step works on those alone (sentences of a batch differ
+    # a lot in length, and the per-step selection is the cost).
+    lengths = mask.sum(1).numpy()
+    order = numpy.argsort(-lengths, kind="stable")
+    running = (lengths[order][None, :] > numpy.arange(T)[:, None]).sum(1)
     with torch.no_grad():
-        emissions = emissions.double()
-        transitions = transitions.double()
+        emissions = emissions[torch.from_numpy(order)]
         # shape: (B, K, k): k best prefix scores per tag; ranks 1.. start empty (-inf)
-        score = torch.full((B, K, k), float("-inf"), dtype=torch.float64)
-        score[:, :, 0] = start.double() + emissions[:, 0]
-        # A back-pointer is previous tag * k + previous rank; the identity at padding.
-        identity = torch.arange(K * k).view(1, K, k).expand(B, K, k)
-        # shape: (K_prev, 1, K_cur), broadcast over the ranks
-        trans = transitions.unsqueeze(1)
+        score = torch.full((B, K, k), float("-inf"), dtype=emissions.dtype)
+        score[:, :, 0] = start + emissions[:, 0]
+        # shape: (K_cur, K_prev * k): trans_rep[j, i * k + m] = transitions[i, j]
+        trans_rep = transitions.t().repeat_interleave(k, dim=1).contiguous()
+        # Back-pointers (previous tag * k + previous rank) of the running rows
         history = []
         for t in range(1, T):
-            # shape: (B, K_prev, k, 1) + (K_prev, 1, K_cur) -> (B, K_cur, K_prev * k)
-            cand = (score.unsqueeze(3) + trans).reshape(B, K * k, K).transpose(1, 2)
+            n = int(running[t])
+            # shape: (n, 1, K_prev * k) + (K_cur, K_prev * k) -> (n, K_cur, K_prev * k)
+            cand = score[:n].reshape(n, 1, K * k) + trans_rep
             best, prev = cand.topk(k, dim=2)
-            step_mask = mask[:, t].view(B, 1, 1)
-            score = torch.where(step_mask, best + emissions[:, t].unsqueeze(2), score)
-            history.append(torch.where(step_mask, prev, identity))
-        final = (score + end.double().view(1, K, 1)).reshape(B, K * k)
+            score[:n] = best + emissions[:n, t].unsqueeze(2)
+            history.append(prev.numpy())
+        final = (score + end.view(1, K, 1)).reshape(B, K * k)
         top, flat = final.topk(k, dim=1)
-        back = (
-            torch.stack(history).numpy() if history else numpy.zeros((0, B, K, k), dtype="int64")
-        )
-    rows = numpy.arange(B)[:, None]
     current = flat.numpy()
     for t in range(T - 1, 0, -1):
         tags[:, :, t] = current // k
-        current = back[t - 1][rows, current // k, current % k]
+        n = int(running[t])
+        back = history[t - 1]
+        # Rows past their end keep their tag: padding repeats the last one.
+        current[:n] = back[numpy.arange(n)[:, None], current[:n] // k, current[:n] % k]
     tags[:, :, 0] = current // k
-    return tags, top.numpy()
+    inverse = numpy.empty_like(order)
+    inverse[order] = numpy.arange(B)
+    top = top.double().numpy()
+    return tags[inverse], top[inverse]
 
 
 def forward_backward(
@@ -803,39 +809,65 @@ def decode_nbest(
     """The k best valid tag paths of each chain (`kbest_viterbi`), each with
     its probability under the CRF (every potential divided by `temperature`,
     which changes the probabilities, not the order), and their entities."""
+    return decode_with_nbest(crf, emissions, layout, k, temperature)[1]
+
+
+def decode_with_nbest(
+    crf: Model, emissions: numpy.ndarray, layout: ChainLayout, k: int, temperature: float = 1.0
+) -> Tuple[DecodedEntities, NBestPaths]:
+    """`decode_entities` and `decode_nbest` in one pass: the best path is
+    rank 0 of the k best, and the forward-backward that scores the entities
+    also gives log Z for the paths' probabilities."""
     crf_labels(crf)
     check_temperature(temperature)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"n-best decoding: k must be an integer >= 1, got {k!r}")
     n_chains = len(layout.chain_lengths)
     none = numpy.zeros((0,), dtype="int64")
     if layout.n_tokens == 0:
-        return NBestPaths(numpy.zeros((n_chains, k)), none, none, none, none, none)
+        empty = numpy.zeros((0,), dtype="float64")
+        return (
+            DecodedEntities(none, none, none, empty, empty),
+            NBestPaths(numpy.zeros((n_chains, k)), none, none, none, none, none),
+        )
+    scheme = crf.attrs["scheme"]
     with torch_threads():
-        padded = torch.from_numpy(layout.pad(emissions))
+        raw_padded = torch.from_numpy(layout.pad(emissions))
         mask = torch.from_numpy(layout.mask)
-        padded, transitions, start, end, constraints = _scaled(crf, padded, temperature)
+        padded, transitions, start, end, constraints = _scaled(crf, raw_padded, temperature)
         tags, scores = kbest_viterbi(padded, mask, transitions, start, end, k)
+        best = numpy.ascontiguousarray(tags[:, 0])
+        starts, ends, labels = decode_tag_ids(layout.unpad(best), layout.chain_last, scheme)
+        rows = layout.span_rows(starts, ends)
         with torch.no_grad():
-            log_z = log_partition(
-                padded.double(), mask, transitions.double(), start.double(), end.double()
-            ).numpy()
+            fb = forward_backward(padded, mask, transitions, start, end)
+        logp = _span_log_probs(fb, padded, mask, transitions, best, rows, constraints.continues)
+        ent_scores = numpy.exp(logp)
+        raw = ent_scores
+        if temperature != 1.0:
+            raw = numpy.exp(chain_span_log_probs(crf, ChainBatch(raw_padded, mask, best, rows)))
+        log_z = fb[2].double().numpy()
+    entities = DecodedEntities(starts, ends, labels, ent_scores, raw)
     valid = numpy.isfinite(scores) & _valid_paths(tags, layout.mask, constraints)
     probs = numpy.where(valid, numpy.exp(numpy.minimum(scores - log_z[:, None], 0.0)), 0.0)
+    # Float rounding can lift the total of near-certain paths a hair over 1.
+    total = probs.sum(1, keepdims=True)
+    probs = numpy.where(total > 1.0, probs / numpy.maximum(total, 1.0), probs)
     parts = []
     for rank in range(k):
         # Chains without a path of this rank read as all "O" and are dropped after.
         path = numpy.where(valid[:, rank:rank + 1], tags[:, rank], 0)
-        starts, ends, labels = decode_tag_ids(
-            layout.unpad(path), layout.chain_last, crf.attrs["scheme"]
-        )
-        chains = layout.chain_of[starts]
+        r_starts, r_ends, r_labels = decode_tag_ids(layout.unpad(path), layout.chain_last, scheme)
+        chains = layout.chain_of[r_starts]
         keep = valid[chains, rank]
         ranks = numpy.full(int(keep.sum()), rank)
-        parts.append((chains[keep], ranks, starts[keep], ends[keep], labels[keep]))
-    chains, ranks, starts, ends, labels = (numpy.concatenate(col) for col in zip(*parts))
-    order = numpy.lexsort((starts, ranks, chains))
-    return NBestPaths(
-        probs, starts[order], ends[order], labels[order], ranks[order], chains[order]
+        parts.append((chains[keep], ranks, r_starts[keep], r_ends[keep], r_labels[keep]))
+    chains, ranks, n_starts, n_ends, n_labels = (numpy.concatenate(col) for col in zip(*parts))
+    order = numpy.lexsort((n_starts, ranks, chains))
+    nbest = NBestPaths(
+        probs, n_starts[order], n_ends[order], n_labels[order], ranks[order], chains[order]
     )
+    return entities, nbest
 
 
 def _valid_paths(

@@ -35,7 +35,7 @@ from ..ml.crf import (
     check_temperature,
     decode_chains,
     decode_entities,
-    decode_nbest,
+    decode_with_nbest,
     span_probabilities,
 )
 from ..ml.threads import torch_threads
@@ -307,10 +307,11 @@ class CRFEntityRecognizer(TrainablePipe):
             return _empty_prediction(layout.doc_offsets)
         emissions = concat_rows(self.model.ops, self.model.predict(docs))
         crf = self.model.get_ref("crf")
-        found = decode_entities(crf, emissions, layout, self.temperature)
         nbest = None
         if self.n_best > 1:
-            nbest = decode_nbest(crf, emissions, layout, self.n_best, self.temperature)
+            found, nbest = decode_with_nbest(crf, emissions, layout, self.n_best, self.temperature)
+        else:
+            found = decode_entities(crf, emissions, layout, self.temperature)
         return CRFPrediction(layout.doc_offsets, *found, layout=layout, nbest=nbest)
 
     def set_annotations(self, docs: Iterable[Doc], prediction: CRFPrediction) -> None:

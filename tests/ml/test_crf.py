@@ -20,8 +20,11 @@ from spacy_rnn.ml.crf import (
     CRFLoss,
     apply_constraints,
     chain_loss,
+    DecodedEntities,
+    NBestPaths,
     decode_entities,
     decode_nbest,
+    decode_with_nbest,
     kbest_viterbi,
     log_partition,
     marginals,
@@ -475,6 +478,12 @@ def test_crf_decode_nbest_matches_brute_force(scheme, temperature):
     first_rank = [(s, e, lab) for _, r, s, e, lab in rows if r == 0]
     columns = (one_best.starts, one_best.ends, one_best.labels)
     assert first_rank == list(zip(*(col.tolist() for col in columns)))
+    # The one-pass decoder the component uses gives both.
+    entities, again = decode_with_nbest(crf, emissions, layout, k, temperature)
+    for name in DecodedEntities._fields:
+        numpy.testing.assert_allclose(getattr(entities, name), getattr(one_best, name), rtol=1e-5)
+    for name in NBestPaths._fields:
+        numpy.testing.assert_allclose(getattr(again, name), getattr(found, name), rtol=1e-6)
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
