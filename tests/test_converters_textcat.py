@@ -136,6 +136,18 @@ def test_textcat_skip_invalid_reports_rows(tmp_path):
     ]
 
 
+def test_textcat_skip_invalid_everything_skipped_lists_each_row(tmp_path):
+    content = "label\ttext\n7\tnope\n1\t\n"
+    with pytest.raises(ConversionError) as err:
+        read_textcat(
+            _write(tmp_path, content, "x.tsv"), label_map={"0": "NEG", "1": "POS"},
+            skip_invalid=True,
+        )
+    message = str(err.value)
+    assert "skipped every row (2 invalid line(s))" in message
+    assert "line 2: unknown label '7'" in message and "line 3: the row has no text" in message
+
+
 def test_textcat_bad_files(tmp_path):
     with pytest.raises(ConversionError, match="file not found"):
         read_textcat(tmp_path / "missing.tsv")

@@ -20,14 +20,20 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from .. import schemes
-from .util import ConversionError, ConversionStats, PathLike, blank_nlp, read_lines
+from .util import (
+    ConversionError,
+    ConversionStats,
+    PathLike,
+    all_skipped_message,
+    blank_nlp,
+    read_lines,
+)
 
 DOCSTART = "-DOCSTART-"
 # A byte-order mark inside a file (some public CoNLL files end with a line
 # holding only one) is not text: such a line counts as blank.
 BOM = "\ufeff"
 # Skipped lines listed one by one in the error when every sentence was skipped.
-MAX_LISTED_SKIPS = 10
 # Sentences per Doc for files without -DOCSTART- markers (as `spacy convert -n 10`).
 DEFAULT_N_SENTS = 10
 
@@ -212,7 +218,7 @@ def read_conll(
     sentences = [s for doc in documents for s in doc]
     if not sentences:
         if stats.skipped:
-            raise ConversionError(_all_skipped_message(stats.skipped), path)
+            raise ConversionError(all_skipped_message(stats.skipped, "sentence"), path)
         what = "only -DOCSTART- lines and blank lines" if has_markers else "no token lines"
         raise ConversionError(f"no sentences found (the file holds {what})", path)
     if given_scheme is None:
@@ -245,18 +251,6 @@ def read_conll(
                 docs.append(_make_doc(vocab, group, stats, strict, path, pos_col is not None))
     stats.documents = len(docs)
     return docs, stats
-
-
-def _all_skipped_message(skipped: List[dict]) -> str:
-    """The error when --skip-invalid left no sentence: each skipped line and why."""
-    listed = "; ".join(f"line {r['line']}: {r['reason']}" for r in skipped[:MAX_LISTED_SKIPS])
-    more = len(skipped) - MAX_LISTED_SKIPS
-    if more > 0:
-        listed += f"; ... and {more:,} more"
-    return (
-        f"no sentences left: --skip-invalid skipped every sentence "
-        f"({len(skipped):,} invalid line(s)). {listed}"
-    )
 
 
 def _make_doc(

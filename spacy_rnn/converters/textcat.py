@@ -24,7 +24,7 @@ from .table import (
     format_from_extension,
     read_table,
 )
-from .util import ConversionError, ConversionStats, PathLike, blank_nlp
+from .util import ConversionError, ConversionStats, PathLike, all_skipped_message, blank_nlp
 
 FORMATS = TABLE_FORMATS
 
@@ -144,6 +144,8 @@ def read_textcat(
             continue
         records.append((line_no, text, names))
     if not records:
+        if stats.skipped:
+            raise ConversionError(all_skipped_message(stats.skipped, "row"), path)
         raise ConversionError("no rows with text and label found", path)
     if labels is not None:
         label_set = list(labels)

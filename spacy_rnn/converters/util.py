@@ -15,6 +15,8 @@ PathLike = Union[str, Path]
 
 # How many repairs are listed one by one in a summary (all are counted).
 MAX_REPAIR_EXAMPLES = 20
+# Skipped lines listed in the error when --skip-invalid left nothing to convert.
+MAX_LISTED_SKIPS = 10
 
 
 @lru_cache(maxsize=8)
@@ -194,3 +196,18 @@ def read_lines(
 def _column(raw: bytes, offset: int) -> int:
     """1-based byte column of an offset within its line."""
     return offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+
+
+def all_skipped_message(skipped: List[dict], unit: str) -> str:
+    """The error when --skip-invalid left nothing: each skipped line and why.
+
+    unit (str): what was skipped, e.g. "sentence" or "row".
+    """
+    listed = "; ".join(f"line {r['line']}: {r['reason']}" for r in skipped[:MAX_LISTED_SKIPS])
+    more = len(skipped) - MAX_LISTED_SKIPS
+    if more > 0:
+        listed += f"; ... and {more:,} more"
+    return (
+        f"no {unit}s left: --skip-invalid skipped every {unit} "
+        f"({len(skipped):,} invalid line(s)). {listed}"
+    )
