@@ -69,7 +69,7 @@ def read_csv_column(path: str, column: str) -> numpy.ndarray:
 
 def make_windows(series: numpy.ndarray, window: int) -> Tuple[List[Floats2d], Floats2d]:
     """(n - window) windows of shape (window, 1) and their next values (n - window, 1)."""
-    X = [series[i : i + window].reshape(window, 1) for i in range(len(series) - window)]
+    X = [series[i:i + window].reshape(window, 1) for i in range(len(series) - window)]
     Y = series[window:].reshape(-1, 1)
     return X, Y
 
@@ -89,7 +89,7 @@ def train_and_evaluate(series, window=12, epochs=30, batch_size=16, learn_rate=0
     for _ in range(epochs):
         numpy.random.shuffle(order)
         for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start:start + batch_size]
             guess, backprop = model.begin_update([X_train[i] for i in idx])
             backprop((guess - Y_train[idx]) / len(idx))  # gradient of the mean squared error / 2
             model.finish_update(optimizer)

@@ -6,7 +6,6 @@ shows its arguments as plain UPPERCASE metavars (`convert [OPTIONS] INPUT
 OUTPUT`), without the braces typer puts around required arguments.
 """
 import importlib
-import importlib.util
 import re
 from typing import Any, List
 
@@ -44,10 +43,9 @@ _COMMAND_MODULES = [
 
 
 def _load_commands() -> None:
+    """Import each command module (each adds its command to `app`)."""
     for name in _COMMAND_MODULES:
-        full = f"{__name__}.{name}"
-        if importlib.util.find_spec(full) is not None:
-            importlib.import_module(full)
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def baseline_cli(
             )
         else:
             results = run_textcat_baseline(train_docs, dev_docs, test_docs, output, c=c)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         msg.fail(f"Cannot run the {task} baseline: {err}", exits=1)
     rows = []
     for key, metrics in results.items():

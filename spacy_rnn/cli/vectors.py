@@ -43,7 +43,7 @@ def vectors_cli(
             add_case_variants=not no_case_variants,
             lang=lang,
         )
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         msg.fail("Could not build the vectors table", str(err), exits=1)
     rows, width = nlp.vocab.vectors.shape
     n_keys = nlp.vocab.vectors.n_keys
