@@ -81,7 +81,7 @@ def train_and_evaluate(series, window=12, epochs=30, batch_size=16, learn_rate=0
     low, high = float(series[:split].min()), float(series[:split].max())
     scaled = (series - low) / (high - low)
     X_train, Y_train = make_windows(scaled[:split], window)
-    X_test, Y_test = make_windows(scaled[split - window :], window)
+    X_test, Y_test = make_windows(scaled[split - window:], window)
     model = build_forecaster()
     model.initialize(X=X_train[:5], Y=Y_train[:5])
     optimizer = Adam(learn_rate)
