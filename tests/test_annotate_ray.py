@@ -409,3 +409,16 @@ def test_writer_orders_and_checks(tmp_path):
         OrderedWriter(tmp_path / "out", 1)
     with pytest.raises(ValueError, match="--jsonl writes shards into a directory"):
         OrderedWriter(tmp_path / "x.spacy", 1, jsonl=True)
+
+
+def test_bad_options_are_named(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_text("one\n", "utf8")
+    for kwargs, message in (
+        ({"engine": "spark"}, "unknown engine 'spark'; choose one of local, ray"),
+        ({"address": "auto"}, "--address is for --engine ray"),
+        ({"workers": 0}, "--workers must be at least 1"),
+        ({"code": tmp_path / "missing.py"}, "--code: no such file"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            annotate("en_core_web_sm", src, tmp_path / "o.spacy", **kwargs)
