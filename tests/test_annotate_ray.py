@@ -405,8 +405,13 @@ def test_writer_orders_and_checks(tmp_path):
     strict = OrderedWriter(tmp_path / "s.spacy", 5, strict=True)
     with pytest.raises(ValueError, match="id1: the pipeline failed on this text: ValueError"):
         strict.add(piece(0, 2, failed=(1,)))
-    with pytest.raises(ValueError, match="not an empty directory"):
+    # an earlier output is replaced; a directory with anything else in it is not touched
+    OrderedWriter(tmp_path / "out", 1)
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "out" / "notes.txt").write_text("mine", "utf8")
+    with pytest.raises(ValueError, match=r"not an empty directory .*notes\.txt"):
         OrderedWriter(tmp_path / "out", 1)
+    assert (tmp_path / "out" / "notes.txt").exists()
     with pytest.raises(ValueError, match="--jsonl writes shards into a directory"):
         OrderedWriter(tmp_path / "x.spacy", 1, jsonl=True)
 

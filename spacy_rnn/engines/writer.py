@@ -13,7 +13,8 @@ docs/annotate.md), so one driver keeps up with many workers.
 
 Outputs:
 - a `.spacy` path: one DocBin with every doc, written at the end;
-- any other path: a directory of DocBin shards (`shard-00000.spacy`, ...), each
+- any other path (new, empty, or holding only an earlier run's output, which
+  is replaced): a directory of DocBin shards (`shard-00000.spacy`, ...), each
   written as soon as its docs are complete, with `--jsonl` the same docs as JSON
   lines (`shard-00000.jsonl`), and `manifest.json` listing the shards, their
   first and last ids and counts, and the skipped texts with their errors. The
@@ -21,6 +22,7 @@ Outputs:
 """
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -32,6 +34,8 @@ from spacy.tokens import Doc, DocBin
 from .records import doc_record
 
 MANIFEST = "manifest.json"
+#: The files a directory output holds; an earlier run's are replaced.
+OUR_FILES = re.compile(r"^(manifest\.json|shard-\d{5,}\.(spacy|jsonl))(\.tmp)?$")
 
 
 def is_docbin_path(path: Union[str, Path]) -> bool:
@@ -140,11 +144,7 @@ class OrderedWriter:
         if self.single:
             self.output.parent.mkdir(parents=True, exist_ok=True)
         else:
-            if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
-                raise ValueError(
-                    f"{self.output}: exists and is not an empty directory; give a new "
-                    "directory for the shards (or a .spacy path for one DocBin)"
-                )
+            _clear_previous_output(self.output)
             self.output.mkdir(parents=True, exist_ok=True)
         self.total = total
         self.jsonl = jsonl
@@ -284,6 +284,26 @@ class OrderedWriter:
                 self._flush_shard(self.total)
             self._write_manifest(complete=True)
         return self.counts()
+
+
+def _clear_previous_output(path: Path) -> None:
+    """Make way for shards in `path`: fine if it is new or empty; a directory holding
+    only an earlier run's files (manifest and shards) is emptied; anything else is
+    an error, so that no other file is ever deleted."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a directory; give a directory for shards")
+    entries = list(path.iterdir())
+    others = [e.name for e in entries if not (e.is_file() and OUR_FILES.match(e.name))]
+    if others:
+        raise ValueError(
+            f"{path}: not an empty directory or an earlier output of annotate (it holds "
+            f"{', '.join(sorted(others)[:3])}); give a new directory for the shards "
+            "(or a .spacy path for one DocBin)"
+        )
+    for entry in entries:
+        entry.unlink()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
