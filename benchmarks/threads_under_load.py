@@ -261,7 +261,7 @@ def spacy_train(args: argparse.Namespace) -> None:
     def ratio(num: float, den: float) -> str:
         """num / den where either may have run into the timeout."""
         if math.isinf(num) and math.isinf(den):
-            return "?"
+            return "? (both stopped at the timeout)"
         if math.isinf(den):
             return f"< {num / args.timeout:.2f}"
         if math.isinf(num):
@@ -302,7 +302,7 @@ def spacy_train(args: argparse.Namespace) -> None:
                     stop_busy(procs)
     lines = [
         f"`spacy train {config_name}` on {cpu_model()} ({os.cpu_count()} cores), wall "
-        f"seconds including start-up, {args.rounds} rounds interleaved; median (min-max).",
+        f"seconds including start-up, {args.rounds} rounds interleaved; median (min to max).",
         "",
         "| load | torch-default | policy | policy / torch-default | load avg |",
         "|---|---:|---:|---:|---:|",
@@ -314,8 +314,9 @@ def spacy_train(args: argparse.Namespace) -> None:
             values = [r["seconds"] for r in results
                       if r["busy"] == n_busy and r["setting"] == name]
             medians[n_busy, name] = statistics.median(values)
-            cells.append(f"{fmt(statistics.median(values))} ({fmt(min(values))}-"
-                         f"{fmt(max(values))})")
+            spread = (f"all {fmt(min(values))}" if math.isinf(min(values))
+                      else f"{fmt(min(values))} to {fmt(max(values))}")
+            cells.append(f"{fmt(statistics.median(values))} ({spread})")
         load = statistics.median(r["loadavg"] for r in results if r["busy"] == n_busy)
         label = "idle" if n_busy == 0 else f"{n_busy} busy"
         lines.append(f"| {label} | " + " | ".join(cells) + " | "
@@ -326,8 +327,9 @@ def spacy_train(args: argparse.Namespace) -> None:
         for n_busy in (n for n in loads if n):
             lines.append(
                 f"Beside {n_busy} busy process(es) against idle: torch-default "
-                f"{ratio(medians[n_busy, 'torch-default'], medians[0, 'torch-default'])}x, "
-                f"policy {ratio(medians[n_busy, 'policy'], medians[0, 'policy'])}x.")
+                f"{ratio(medians[n_busy, 'torch-default'], medians[0, 'torch-default'])}, "
+                f"policy {ratio(medians[n_busy, 'policy'], medians[0, 'policy'])} "
+                "(time beside them / idle time).")
     lines.append("")
     lines.append(f"Runs stopped at {args.timeout:.0f} s show as `> {args.timeout:.0f}`. "
                  f"Command: `python benchmarks/threads_under_load.py --spacy-train DIR --config "
