@@ -33,8 +33,8 @@ OutT = List[Floats2d]
 CELLS = ("lstm", "gru")
 
 # BiRNNEncoder.v2's defaults, chosen on CoNLL-2003 dev (benchmarks/speed.md)
-DEFAULT_WINDOW = 128
-DEFAULT_WINDOW_CONTEXT = 32
+DEFAULT_WINDOW = 64
+DEFAULT_WINDOW_CONTEXT = 8
 # a bucket of run_dense holds sequences longer than 1 / BUCKET_PADDING of its longest
 BUCKET_PADDING = 2.0
 BUCKET_SLOTS = 8192
