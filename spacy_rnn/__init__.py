@@ -9,6 +9,6 @@ runtime: they import spaCy, thinc, torch and numpy, never the evaluation lab
 (scikit-learn, seqeval, nervaluate, nltk, matplotlib), which loads where it is used.
 """
 from .about import __version__  # noqa: F401
-from .ml import embed, encode, tagger, textcat, threads  # noqa: F401
+from .ml import embed, encode, tagger, textcat, textcat_ensemble, threads  # noqa: F401
 from .pipeline import augmenters, crf_ner  # noqa: F401
-from . import calibration, scoring  # noqa: F401
+from . import calibration, schedules, scoring  # noqa: F401

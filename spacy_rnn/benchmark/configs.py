@@ -1,7 +1,7 @@
 """The exact training config of a system: a shipped config or spaCy's own
 generated one, patched with this run's paths, vectors, pooling, limits and logger."""
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from .systems import Settings, System
 
@@ -14,28 +14,47 @@ def _walk(node: Any, fn: Callable[[Dict[str, Any]], None]) -> None:
             _walk(value, fn)
 
 
-def generate_config(pipe: str, optimize: str):
-    """spaCy's own recommended CPU config (`spacy init config -p PIPE -o OPTIMIZE`)."""
+def generate_config(pipe: str, optimize: str, lang: str = "en"):
+    """spaCy's own recommended CPU config
+    (`spacy init config -p PIPE -o OPTIMIZE --lang LANG`)."""
     from spacy.cli.init_config import init_config
 
-    return init_config(lang="en", pipeline=[pipe], optimize=optimize, gpu=False,
+    return init_config(lang=lang, pipeline=[pipe], optimize=optimize, gpu=False,
                        pretraining=False, silent=True)
 
 
 def prepare_config(
-    system: System, settings: Settings, data: Dict[str, Path], log_file: Path
+    system: System,
+    settings: Settings,
+    data: Dict[str, Path],
+    log_file: Path,
+    lang: Optional[str] = None,
+    seed: Optional[int] = None,
+    architecture: Optional[str] = None,
 ) -> Path:
     """Write the exact training config of a system (paths, vectors, limits, logger)
-    next to `log_file`; RETURNS its path."""
+    next to `log_file`; RETURNS its path.
+
+    lang: the pipeline's language (`[nlp] lang`; spaCy's generated config is made
+        for it); None keeps the config's.
+    seed: `[system] seed` (the training seed); None keeps the config's.
+    architecture: another `spacy_rnn.RNNTextCat.vN` for the config's text
+        classifier model (arguments the other version lacks are dropped)."""
     from spacy.util import load_config
 
     if system.generate is not None:
-        config = generate_config(*system.generate)
+        config = generate_config(*system.generate, lang=lang or "en")
     else:
         src = settings.configs / system.config
         if not src.exists():
             raise ValueError(f"config not found: {src}")
         config = load_config(src, interpolate=False)
+    if lang is not None:
+        config["nlp"]["lang"] = lang
+    if seed is not None:
+        config["system"]["seed"] = seed
+    if architecture is not None:
+        _set_architecture(config, architecture, system)
     config["paths"]["train"] = str(data["train"])
     config["paths"]["dev"] = str(data["dev"])
     vectors = str(settings.vectors) if system.vectors else None
@@ -82,3 +101,27 @@ def prepare_config(
     path.parent.mkdir(parents=True, exist_ok=True)
     config.to_disk(path)
     return path
+
+
+def _set_architecture(config: Any, architecture: str, system: System) -> None:
+    """Swap the config's RNNTextCat model for `architecture`, keeping the arguments
+    that the new version accepts (its own defaults fill the rest)."""
+    import inspect
+
+    from spacy.util import registry
+
+    func = registry.architectures.get(architecture)
+    accepted = set(inspect.signature(func).parameters)
+    found = []
+
+    def swap(node: Dict[str, Any]) -> None:
+        if str(node.get("@architectures", "")).startswith("spacy_rnn.RNNTextCat"):
+            for key in [k for k in node if not k.startswith("@") and k not in accepted]:
+                del node[key]
+            node["@architectures"] = architecture
+            found.append(node)
+
+    _walk(config["components"], swap)
+    if not found:
+        raise ValueError(f"{system.config}: no spacy_rnn.RNNTextCat model to replace "
+                         f"by {architecture}")

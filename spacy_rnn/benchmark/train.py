@@ -31,10 +31,21 @@ def failed_entry(system: System, settings: Settings, error: str) -> Dict[str, An
             "command": command_for(system, settings)}
 
 
-def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> Dict[str, Any]:
+def train_system(
+    system: System,
+    settings: Settings,
+    data: Dict[str, Path],
+    sys_dir: Optional[Path] = None,
+    name: Optional[str] = None,
+    **config_options: Any,
+) -> Dict[str, Any]:
     """Train + evaluate one system; RETURNS its results entry. A failed training
-    raises RuntimeError naming its log."""
-    sys_dir = settings.work / system.name
+    raises RuntimeError naming its log.
+
+    sys_dir: its folder of config, logs and model (default: work/NAME).
+    name: the name its metrics files carry (default: the system's).
+    config_options: passed to `prepare_config` (lang, seed, architecture)."""
+    sys_dir = sys_dir if sys_dir is not None else settings.work / system.name
     timeout = settings.max_minutes * 60 if settings.max_minutes else None
     entry: Dict[str, Any] = {
         **_identity(system),
@@ -48,7 +59,8 @@ def train_system(system: System, settings: Settings, data: Dict[str, Path]) -> D
     if system.kind == "baseline":
         split_metrics = _train_baseline(system, settings, data, sys_dir, timeout, entry)
     else:
-        split_metrics = _train_pipeline(system, settings, data, sys_dir, timeout, entry)
+        split_metrics = _train_pipeline(system, settings, data, sys_dir, timeout, entry,
+                                        name or system.name, config_options)
     entry["dev"] = headline(system.task, split_metrics["dev"])
     entry["test"] = headline(system.task, split_metrics["test"])
     entry["status"] = "timeout" if entry.get("timed_out") else "ok"
@@ -99,9 +111,11 @@ def _train_pipeline(
     sys_dir: Path,
     timeout: Optional[float],
     entry: Dict[str, Any],
+    name: str,
+    config_options: Dict[str, Any],
 ) -> Dict[str, Any]:
     log_file = sys_dir / "training-log.jsonl"
-    config_path = prepare_config(system, settings, data, log_file)
+    config_path = prepare_config(system, settings, data, log_file, **config_options)
     model_root = sys_dir / "model"
     cmd = [sys.executable, "-m", "spacy", "train", config_path, "--output", model_root,
            "--gpu-id", str(settings.gpu_id)]
@@ -119,4 +133,4 @@ def _train_pipeline(
     entry.update(model_dir=str(model_dir), config=str(config_path), curve=curve,
                  steps=curve[-1][0] if curve else None)
     msg.text(f"{system.name}: evaluating {model_dir}")
-    return evaluate_model(model_dir, data, settings.output / "scores", system.name)
+    return evaluate_model(model_dir, data, settings.output / "scores", name)

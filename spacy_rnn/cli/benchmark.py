@@ -15,15 +15,34 @@ CORPUS_SUFFIXES = (".txt", ".tsv", ".csv", ".jsonl", ".conll", ".iob")
 def benchmark_cli(
     systems: str = typer.Option(
         "all", "--systems", "-s",
-        help="Comma-separated systems or groups (all, ner, sentiment, rnn-textcat); see --list",
+        help="Comma-separated systems or groups (all, ner, sentiment, rnn-textcat; with "
+        "--suite generalization: all, shipped, textcat-candidates); see --list",
+    ),
+    suite: str = typer.Option(
+        "main", "--suite",
+        help="main: CoNLL-2003 and SST-2, timed; generalization: the shipped configs "
+        "beside spaCy's default on the corpora of --corpora (benchmarks/generalization.md)",
+    ),
+    corpora: str = typer.Option(
+        "all", "--corpora",
+        help="--suite generalization: comma-separated corpora (cr, trec, subj, mpqa, "
+        "conll2003, wikiann-de, sst2) or all, textcat, ner",
+    ),
+    seeds: str = typer.Option(
+        "0", "--seeds", help="--suite generalization: comma-separated training seeds"
+    ),
+    data_dir: Path = typer.Option(
+        Path("../shared/data"), "--data-dir",
+        help="--suite generalization: folder of the raw corpora (one folder each)",
     ),
     output: Path = typer.Option(
         Path("benchmarks"), "--output", "-o",
         help="Folder for results.json/.md, metrics and PNGs",
     ),
-    work: Path = typer.Option(
-        Path("training/benchmark"), "--work",
-        help="Folder for configs, logs and trained models (not committed)",
+    work: Optional[Path] = typer.Option(
+        None, "--work",
+        help="Folder for configs, logs and trained models, not committed (default: "
+        "training/benchmark, or training/generalization for that suite)",
     ),
     configs: Path = typer.Option(
         Path("configs"), "--configs", help="Folder holding the spacy-rnn configs"
@@ -84,6 +103,16 @@ def benchmark_cli(
     from ..benchmark.run import run_benchmark
     from ..benchmark.systems import GROUPS, SYSTEMS, Settings, resolve_systems
 
+    if suite not in ("main", "generalization"):
+        msg.fail(f"--suite must be main or generalization, got {suite!r}", exits=1)
+    if work is None:
+        work = Path("training/benchmark" if suite == "main" else "training/generalization")
+    if suite == "generalization":
+        _generalization(systems, corpora, seeds, data_dir, list_systems, report_only, Settings(
+            output=output, work=work, configs=configs, vectors=vectors,
+            max_minutes=max_minutes, max_steps=max_steps, eval_frequency=eval_frequency,
+            limit_train=limit_train, limit_eval=limit_eval, gpu_id=gpu_id))
+        return
     if list_systems:
         rows = [(s.name, s.task, s.label) for s in SYSTEMS.values()]
         msg.table(rows, header=("system", "task", "description"), divider=True)
@@ -107,6 +136,35 @@ def benchmark_cli(
     except (ValueError, ImportError) as err:
         msg.fail("Cannot run the benchmark", str(err), exits=1)
     if results["failures"]:
+        raise typer.Exit(1)
+
+
+def _generalization(systems: str, corpora: str, seeds: str, data_dir: Path, list_systems: bool,
+                    report_only: bool, settings) -> None:
+    """`benchmark --suite generalization`: train/score the suite's runs, or list, or report."""
+    from ..benchmark import generalization as gen
+    from ..benchmark.results import load_results
+
+    if list_systems:
+        rows = [(s.name, s.task or "both", s.label) for s in gen.SYSTEMS.values()]
+        msg.table(rows, header=("system", "task", "description"), divider=True)
+        msg.text("groups: " + ", ".join(f"{k} ({len(v)})" for k, v in gen.GROUPS.items()))
+        rows = [(c.name, c.task, c.lang) for c in gen.CORPORA.values()]
+        msg.table(rows, header=("corpus", "task", "lang"), divider=True)
+        return
+    try:
+        if report_only:
+            results = load_results(settings.output / f"{gen.RESULTS_NAME}.json")
+            for path in gen.write_generalization_report(results, settings.output):
+                msg.good(f"Wrote {path}")
+            return
+        results = gen.run_generalization(
+            gen.resolve_suite_systems(systems), gen.resolve_corpora(corpora),
+            gen.parse_seeds(seeds), settings, data_dir)
+    except (ValueError, ImportError) as err:
+        msg.fail("Cannot run the generalization suite", str(err), exits=1)
+    if results["failures"]:
+        msg.warn(f"failed: {', '.join(results['failures'])}")
         raise typer.Exit(1)
 
 

@@ -1,0 +1,477 @@
+"""The generalization suite: each shipped config trained, unchanged but for the
+corpus paths, the language and the seed, on corpora it was never tuned on,
+beside spaCy's default pipeline for the task (`spacy init config -p PIPE -o
+efficiency`), on the same data and machine, scored by `spacy_rnn.evaluation`
+on dev and test.
+
+Corpora (`../shared/data/README.md`): cr, subj, mpqa, trec (text
+classification), wikiann-de (German NER), conll2003 and sst2. Each raw corpus is
+converted with `python -m spacy_rnn convert` into the work directory once.
+Every (corpus, system, seed) run is one entry of `generalization.json`, merged
+into what the file holds (runs of other corpora, systems or seeds, in other
+processes, are kept), and the Markdown report and the PNG are rewritten from
+the merged file.
+
+Headline score: accuracy for text classification, seqeval F1 (conlleval) for NER.
+"""
+import statistics
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from wasabi import msg
+
+from ..reports import md_table, pyplot
+from .machine import machine_info, machine_name
+from .results import load_results, save_results
+from .systems import Settings, System
+from .train import failed_entry, train_system
+
+RESULTS_NAME = "generalization"
+
+
+@dataclass(frozen=True)
+class SuiteCorpus:
+    """A corpus of the suite: its folder under the data dir, task, language, raw
+    files (train, dev, test) and the `spacy_rnn convert` options it needs."""
+
+    name: str
+    task: str  # "textcat" or "ner"
+    lang: str
+    files: Tuple[str, str, str]
+    convert_args: Tuple[str, ...] = ()
+
+
+TSV = ("train.tsv", "dev.tsv", "test.tsv")
+# smallest first (training sentences): the order runs go in
+CORPORA: Dict[str, SuiteCorpus] = {c.name: c for c in [
+    SuiteCorpus("cr", "textcat", "en", TSV),
+    SuiteCorpus("trec", "textcat", "en", TSV),
+    SuiteCorpus("subj", "textcat", "en", TSV),
+    SuiteCorpus("mpqa", "textcat", "en", TSV),
+    SuiteCorpus("conll2003", "ner", "en", ("train.txt", "valid.txt", "test.txt"),
+                ("--pos-col", "1")),
+    SuiteCorpus("wikiann-de", "ner", "de", ("train.txt", "dev.txt", "test.txt"),
+                ("--lang", "de")),
+    SuiteCorpus("sst2", "textcat", "en", TSV, ("--label-map", "0=NEG,1=POS")),
+]}
+
+
+@dataclass(frozen=True)
+class SuiteSystem:
+    """A system of the suite.
+
+    config: a file under configs/ (None: spaCy's generated default).
+    architecture: another RNNTextCat version swapped into the config (candidates).
+    english_only: trained on English corpora only (GloVe vectors).
+    shipped: a shipped config as it is (its rows make the suite's verdict).
+    """
+
+    name: str
+    label: str
+    task: Optional[str]  # None: both tasks (spaCy's default pipeline)
+    config: Optional[str] = None
+    vectors: bool = False
+    architecture: Optional[str] = None
+    english_only: bool = False
+    shipped: bool = True
+
+    @property
+    def ours(self) -> bool:
+        return self.config is not None
+
+    def fits(self, corpus: SuiteCorpus) -> bool:
+        """Whether this system runs on that corpus (task, language)."""
+        if self.task is not None and self.task != corpus.task:
+            return False
+        return not (self.english_only and corpus.lang != "en")
+
+
+SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
+    SuiteSystem("ner_bilstm_crf", "configs/ner_bilstm_crf.cfg", "ner", "ner_bilstm_crf.cfg"),
+    SuiteSystem("ner_bilstm_crf_glove", "configs/ner_bilstm_crf_glove.cfg (GloVe)", "ner",
+                "ner_bilstm_crf_glove.cfg", vectors=True, english_only=True),
+    SuiteSystem("textcat_bilstm", "configs/textcat_bilstm.cfg", "textcat",
+                "textcat_bilstm.cfg"),
+    SuiteSystem("textcat_bilstm_glove", "configs/textcat_bilstm_glove.cfg (GloVe)", "textcat",
+                "textcat_bilstm_glove.cfg", vectors=True, english_only=True),
+    # candidates for the text classifier: textcat_bilstm.cfg with the model
+    # swapped (the recurrent model alone / with the linear n-gram path)
+    SuiteSystem("textcat_bilstm-v1", "textcat_bilstm.cfg with RNNTextCat.v1", "textcat",
+                "textcat_bilstm.cfg", architecture="spacy_rnn.RNNTextCat.v1", shipped=False),
+    SuiteSystem("textcat_bilstm-v3", "textcat_bilstm.cfg with RNNTextCat.v3", "textcat",
+                "textcat_bilstm.cfg", architecture="spacy_rnn.RNNTextCat.v3", shipped=False),
+    SuiteSystem("spacy-default", "spaCy default (-o efficiency)", None),
+]}
+GROUPS: Dict[str, List[str]] = {
+    "shipped": [s.name for s in SYSTEMS.values() if s.shipped],
+    "textcat-candidates": ["textcat_bilstm-v1", "textcat_bilstm-v3", "spacy-default"],
+    "all": list(SYSTEMS),
+}
+
+SELECTION_RULE = """\
+## Selection rule (written before the runs)
+
+A change to a shipped config or model (an architecture, a schedule, a setting) is kept only
+when it raises the **mean dev score over the suite's corpora of its task** (accuracy for text
+classification, seqeval F1 for NER), against what it replaces, trained the same way on the
+same corpora and seeds. Test scores are read only after the decision and never change it.
+Small corpora are noisy: where two candidates' mean dev scores differ by less than the
+larger seed spread (or by less than 1 point with one seed each), at least 3 seeds are run
+before deciding, and the decision says on how many corpora and seeds it rests.
+"""
+
+
+def resolve_corpora(spec: str) -> List[SuiteCorpus]:
+    """Comma-separated corpus names, or "all" (textcat / ner: that task's)."""
+    names: List[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            names += list(CORPORA)
+        elif item in ("textcat", "ner"):
+            names += [c.name for c in CORPORA.values() if c.task == item]
+        elif item in CORPORA:
+            names.append(item)
+        else:
+            raise ValueError(f"unknown corpus {item!r}; choose from: all, textcat, ner, "
+                             + ", ".join(CORPORA))
+    if not names:
+        raise ValueError("no corpora given")
+    return [CORPORA[n] for n in dict.fromkeys(names)]
+
+
+def resolve_suite_systems(spec: str) -> List[SuiteSystem]:
+    """Comma-separated system names and groups (all, shipped, textcat-candidates)."""
+    names: List[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item in GROUPS:
+            names += GROUPS[item]
+        elif item in SYSTEMS:
+            names.append(item)
+        else:
+            raise ValueError(f"unknown system {item!r}; choose from: "
+                             + ", ".join(list(GROUPS) + list(SYSTEMS)))
+    if not names:
+        raise ValueError("no systems given")
+    return [SYSTEMS[n] for n in dict.fromkeys(names)]
+
+
+def parse_seeds(spec: str) -> List[int]:
+    """"0,1,2" -> [0, 1, 2]."""
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {spec!r}") from None
+    if not seeds:
+        raise ValueError("no seeds given")
+    return list(dict.fromkeys(seeds))
+
+
+def run_key(corpus: str, system: str, seed: int) -> str:
+    return f"{corpus}/{system}/seed{seed}"
+
+
+def convert_corpus(corpus: SuiteCorpus, data_dir: Path, out_dir: Path) -> Dict[str, Path]:
+    """train/dev/test DocBins of a suite corpus, converted from its raw files into
+    out_dir (again only when a raw file is newer than its DocBin)."""
+    src_dir = data_dir / corpus.name
+    out = {}
+    for split, name in zip(("train", "dev", "test"), corpus.files):
+        src = src_dir / name
+        if not src.is_file():
+            raise ValueError(f"{corpus.name}: {src} not found (--data-dir holds the corpora "
+                             "of ../shared/data/README.md)")
+        dest = out_dir / corpus.name / f"{split}.spacy"
+        if not dest.exists() or dest.stat().st_mtime < src.stat().st_mtime:
+            cmd = [sys.executable, "-m", "spacy_rnn", "convert", str(src), str(dest),
+                   *corpus.convert_args]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{corpus.name}: converting {src} failed:\n"
+                                   f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        out[split] = dest
+    return out
+
+
+def command_for(corpus: SuiteCorpus, system: SuiteSystem, seed: int,
+                settings: Settings, data_dir: Path) -> str:
+    """The command line that trains and scores this one run again."""
+    flags = ["--suite generalization", f"--corpora {corpus.name}", f"--systems {system.name}",
+             f"--seeds {seed}"]
+    if data_dir != Path("../shared/data"):
+        flags.append(f"--data-dir {data_dir}")
+    for key, value in (("max-minutes", settings.max_minutes),
+                       ("max-steps", settings.max_steps),
+                       ("limit-train", settings.limit_train)):
+        if value is not None:
+            flags.append(f"--{key} {value}")
+    return "python -m spacy_rnn benchmark " + " ".join(flags)
+
+
+def run_generalization(
+    systems: Sequence[SuiteSystem],
+    corpora: Sequence[SuiteCorpus],
+    seeds: Sequence[int],
+    settings: Settings,
+    data_dir: Path,
+) -> Dict[str, Any]:
+    """Train and score each (corpus, system, seed) that fits, merging each finished
+    run into OUTPUT/generalization.json, then rewrite the report.
+    RETURNS the merged results, with "failures" listing the failed runs."""
+    results_path = settings.output / f"{RESULTS_NAME}.json"
+    load_results(results_path)  # fail early on a broken file
+    failures: List[str] = []
+    runs = [(c, s, seed) for c in corpora for s in systems if s.fits(c) for seed in seeds]
+    if not runs:
+        raise ValueError("no run: none of these systems fits these corpora (task, language)")
+    converted: Dict[str, Dict[str, Path]] = {}
+    for i, (corpus, system, seed) in enumerate(runs, start=1):
+        key = run_key(corpus.name, system.name, seed)
+        msg.divider(f"[{i}/{len(runs)}] {key}")
+        work = settings.work / corpus.name
+        run_settings = replace(settings, work=work, output=work)
+        bench = _bench_system(system, corpus)
+        command = command_for(corpus, system, seed, settings, data_dir)
+        try:
+            if corpus.name not in converted:
+                converted[corpus.name] = _sliced(
+                    convert_corpus(corpus, data_dir, settings.work / "data"), settings,
+                    corpus.name)
+            entry = train_system(bench, run_settings, converted[corpus.name],
+                                 sys_dir=work / f"{system.name}-seed{seed}",
+                                 name=f"{system.name}-seed{seed}", lang=corpus.lang,
+                                 seed=seed, architecture=system.architecture)
+        except (RuntimeError, ValueError, OSError) as err:
+            msg.fail(str(err))
+            failures.append(key)
+            entry = failed_entry(bench, run_settings, str(err))
+        entry.update(corpus=corpus.name, system=system.name, seed=seed, lang=corpus.lang,
+                     task=corpus.task, shipped=system.shipped, ours=system.ours,
+                     command=command)
+        entry.pop("speed", None)
+        results = load_results(results_path)
+        old = results["systems"].get(key, {})
+        if entry.get("status") == "failed" and old.get("status") in ("ok", "timeout"):
+            msg.warn(f"{key}: keeping the earlier successful result")
+            continue
+        results["systems"][key] = entry
+        results["machine"] = machine_info()
+        save_results(results, results_path, names=[key])
+        if entry.get("test"):
+            msg.good(f"{key}: dev {_fmt(headline_score(entry, 'dev'))}, test "
+                     f"{_fmt(headline_score(entry, 'test'))}, {entry.get('steps')} steps, "
+                     f"{entry['train_seconds'] / 60:.1f} min")
+    results = load_results(results_path)
+    write_generalization_report(results, settings.output)
+    results["failures"] = failures
+    return results
+
+
+def _bench_system(system: SuiteSystem, corpus: SuiteCorpus) -> System:
+    """The main benchmark's System for a suite system on a corpus."""
+    task = "ner" if corpus.task == "ner" else "sentiment"
+    pipe = "ner" if corpus.task == "ner" else "textcat"
+    return System(
+        name=system.name, label=system.label, task=task, kind="spacy", ours=system.ours,
+        config=system.config, generate=None if system.ours else (pipe, "efficiency"),
+        vectors=system.vectors,
+    )
+
+
+def _sliced(data: Dict[str, Path], settings: Settings, corpus: str) -> Dict[str, Path]:
+    if settings.limit_train is None and settings.limit_eval is None:
+        return data
+    from .corpora import slice_docbin
+
+    out = {}
+    for split, path in data.items():
+        limit = settings.limit_train if split == "train" else settings.limit_eval
+        out[split] = slice_docbin(path, settings.work / "data-sliced" / corpus
+                                  / f"{split}.spacy", limit)
+    return out
+
+
+# --- report -----------------------------------------------------------------------
+
+
+def headline_score(entry: Dict[str, Any], split: str) -> Optional[float]:
+    """Accuracy (textcat) or seqeval F1 (NER) of a run on a split, as a fraction."""
+    figures = entry.get(split) or {}
+    return figures.get("f1") if entry.get("task") == "ner" else figures.get("accuracy")
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def summarise(results: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """(corpus, system) -> seeds, dev/test means and spreads, steps, minutes, command."""
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for entry in results["systems"].values():
+        if entry.get("status") in ("ok", "timeout"):
+            groups.setdefault((entry["corpus"], entry["system"]), []).append(entry)
+    out = {}
+    for key, entries in groups.items():
+        entries.sort(key=lambda e: e["seed"])
+        row: Dict[str, Any] = {"seeds": [e["seed"] for e in entries],
+                               "task": entries[0]["task"],
+                               "timeouts": sum(e.get("status") == "timeout" for e in entries)}
+        for split in ("dev", "test"):
+            values = [v for v in (headline_score(e, split) for e in entries) if v is not None]
+            row[split] = statistics.mean(values) if values else None
+            row[f"{split}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+            row[f"{split}_values"] = values
+        row["steps"] = [e.get("steps") for e in entries]
+        row["minutes"] = statistics.mean(e.get("train_seconds", 0) / 60 for e in entries)
+        seeds = ",".join(str(s) for s in row["seeds"])
+        row["command"] = entries[0]["command"].rsplit("--seeds", 1)[0] + f"--seeds {seeds}"
+        out[key] = row
+    return out
+
+
+def _cell(row: Optional[Dict[str, Any]], split: str) -> str:
+    if row is None or row.get(split) is None:
+        return "—"
+    text = _fmt(row[split])
+    if row.get(f"{split}_sd") is not None:
+        text += f" ± {100 * row[f'{split}_sd']:.2f}"
+    return text
+
+
+def generalization_markdown(results: Dict[str, Any]) -> str:
+    """The report: the selection rule, one table per task (every run), the gap to
+    spaCy's default per corpus, and the candidates' mean dev scores."""
+    summary = summarise(results)
+    intro = (
+        "Written by `python -m spacy_rnn benchmark --suite generalization` (`spacy project run "
+        "generalize`), merged over runs. Each shipped config is trained unchanged but for the "
+        "corpus paths, `[nlp] lang` and the seed, beside spaCy's default pipeline for the task "
+        "(`spacy init config -p textcat|ner -o efficiency`, `--lang de` for wikiann-de), on the "
+        "same data and machine, and scored by `spacy_rnn.evaluation` on dev and test: "
+        "accuracy for text classification, seqeval F1 for NER. Mean over seeds, ± the "
+        "standard deviation where there are several. Corpora: `../shared/data/README.md`."
+    )
+    lines = ["# Generalization suite", "", textwrap.fill(intro, 96), "", SELECTION_RULE]
+    for task, title in (("textcat", "Text classification (accuracy, %)"),
+                        ("ner", "NER (seqeval F1, %)")):
+        rows = []
+        for (corpus, system), row in sorted(summary.items(), key=_order):
+            if row["task"] != task:
+                continue
+            steps = "/".join(str(s) for s in row["steps"])
+            flag = " (time limit)" if row["timeouts"] else ""
+            rows.append([corpus, f"{system}{flag}", ",".join(map(str, row["seeds"])),
+                         _cell(row, "dev"), _cell(row, "test"), steps,
+                         f"{row['minutes']:.1f}", f"`{row['command']}`"])
+        if rows:
+            lines += [f"## {title}", "", md_table(
+                ["corpus", "system", "seeds", "dev", "test", "steps", "train min", "reproduce"],
+                rows, "lllrrrrl"), ""]
+    gaps = gap_rows(summary)
+    if gaps:
+        lines += ["## Ours minus spaCy's default (test, points)", "",
+                  "Positive: ours ahead. Dev gap in brackets.", "",
+                  md_table(["corpus", "system", "ours − spaCy (test)", "(dev)"], gaps, "llrr"),
+                  ""]
+    decision = candidate_rows(summary)
+    if decision:
+        lines += ["## Text classifier candidates: mean dev accuracy over the corpora run", "",
+                  md_table(["system", "corpora", "mean dev", "mean test"], decision, "llrr"), ""]
+    machines = sorted({machine_name(e.get("machine")) for e in results["systems"].values()
+                       if e.get("machine")})
+    if machines:
+        lines += [f"Trained on: {'; '.join(machines)}.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _order(item: Tuple[Tuple[str, str], Dict[str, Any]]) -> Tuple[int, int, str]:
+    (corpus, system), _ = item
+    corpus_rank = list(CORPORA).index(corpus) if corpus in CORPORA else len(CORPORA)
+    system_rank = list(SYSTEMS).index(system) if system in SYSTEMS else len(SYSTEMS)
+    return corpus_rank, system_rank, system
+
+
+def gap_rows(summary: Dict[Tuple[str, str], Dict[str, Any]]) -> List[List[str]]:
+    rows = []
+    for (corpus, system), row in sorted(summary.items(), key=_order):
+        spacy_row = summary.get((corpus, "spacy-default"))
+        if system == "spacy-default" or spacy_row is None or row.get("test") is None:
+            continue
+        test = 100 * (row["test"] - spacy_row["test"])
+        dev = 100 * (row["dev"] - spacy_row["dev"]) if row.get("dev") is not None else None
+        rows.append([corpus, system, f"{test:+.2f}", "—" if dev is None else f"({dev:+.2f})"])
+    return rows
+
+
+def candidate_rows(summary: Dict[Tuple[str, str], Dict[str, Any]]) -> List[List[str]]:
+    """Mean dev/test accuracy of each text classifier over the corpora every one
+    of them was run on (so that the means compare)."""
+    systems = sorted({s for (_, s), r in summary.items() if r["task"] == "textcat"},
+                     key=lambda s: list(SYSTEMS).index(s) if s in SYSTEMS else len(SYSTEMS))
+    if len(systems) < 2:
+        return []
+    corpora = [c for c in CORPORA if all((c, s) in summary for s in systems)]
+    if not corpora:
+        return []
+    rows = []
+    for system in systems:
+        dev = statistics.mean(summary[(c, system)]["dev"] for c in corpora)
+        test = statistics.mean(summary[(c, system)]["test"] for c in corpora)
+        rows.append([system, ", ".join(corpora), _fmt(dev), _fmt(test)])
+    return rows
+
+
+def plot_gaps(results: Dict[str, Any], path: Path) -> Optional[Path]:
+    """Bars of our test score minus spaCy's default per corpus, one bar per system."""
+    summary = summarise(results)
+    gaps: Dict[str, Dict[str, float]] = {}
+    for (corpus, system), row in summary.items():
+        spacy_row = summary.get((corpus, "spacy-default"))
+        if system == "spacy-default" or spacy_row is None or row.get("test") is None:
+            continue
+        gaps.setdefault(system, {})[corpus] = 100 * (row["test"] - spacy_row["test"])
+    if not gaps:
+        return None
+    plt = pyplot()
+    corpora = [c for c in CORPORA if any(c in g for g in gaps.values())]
+    systems = [s for s in SYSTEMS if s in gaps] + [s for s in gaps if s not in SYSTEMS]
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(corpora) + 2), 4))
+    width = 0.8 / len(systems)
+    for i, system in enumerate(systems):
+        xs = [j + (i - (len(systems) - 1) / 2) * width for j in range(len(corpora))]
+        ys = [gaps[system].get(c, 0.0) for c in corpora]
+        ax.bar(xs, ys, width, label=system)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(corpora)))
+    ax.set_xticklabels(corpora)
+    ax.set_ylabel("test score − spaCy default (points)")
+    ax.set_title("Ours minus spaCy's default pipeline, per corpus")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_generalization_report(results: Dict[str, Any], output: Path) -> List[Path]:
+    """OUTPUT/generalization.md and, with the plots extra, generalization.png."""
+    output.mkdir(parents=True, exist_ok=True)
+    md = output / f"{RESULTS_NAME}.md"
+    md.write_text(generalization_markdown(results), encoding="utf8")
+    written = [md]
+    try:
+        png = plot_gaps(results, output / f"{RESULTS_NAME}.png")
+    except ImportError as err:
+        msg.warn(f"no plot: {err}")
+        png = None
+    if png is not None:
+        written.append(png)
+    return written

@@ -1,0 +1,148 @@
+"""RNN text classifier with a linear bag-of-n-grams path: `spacy_rnn.RNNTextCat.v3`.
+
+On a few thousand training sentences a recurrent classifier can lose to a
+linear model over word n-grams (spaCy's `TextCatBOW`, NBSVM-style baselines),
+which needs little data to find the words that decide a label. v3 runs both
+side by side and sums their logits before one softmax (or one logistic per
+label, for `textcat_multilabel`):
+
+    logits = Linear(pool(tok2vec(doc)))  +  SparseLinear(hashed n-grams of doc)
+    scores = softmax(logits)  |  sigmoid(logits)
+
+The recurrent path is RNNTextCat.v1's (tok2vec >> pooling >> dropout), ending
+in a linear layer; the n-gram path is spaCy's TextCatBOW.v3 without its own
+output activation (`extract_ngrams` >> `SparseLinear_v2`, on the CPU). Trained
+jointly, the linear path fits the lexical cues early and the recurrent one
+the rest; summed logits (rather than averaged probabilities, as spaCy's
+TextCatEnsemble joins a BOW and a CNN through one more layer) keep the model
+a single log-linear classifier whose gradient reaches both paths unchanged.
+
+The loss gradient spaCy's textcat components send (`scores - truth`) is the
+cross-entropy gradient with respect to the logits, so the activations pass it
+straight through (as `Softmax` does in v1, and `sigmoid_activation`).
+"""
+from functools import partial
+from typing import Callable, List, Optional, Tuple, cast
+
+from spacy.attrs import IDS
+from spacy.ml.extract_ngrams import extract_ngrams
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import (
+    Linear,
+    Model,
+    SparseLinear_v2,
+    add,
+    chain,
+    concatenate,
+    list2ragged,
+    resizable,
+    with_cpu,
+)
+from thinc.layers.resizable import resize_linear_weighted, resize_model
+from thinc.types import Floats2d
+
+from .dropout import fixed_dropout
+from .textcat import DEFAULT_TOK2VEC, NEG_VALUE, POOLINGS, _make_pool, sigmoid_activation
+
+NGRAM_ATTRS = ("ORTH", "LOWER", "NORM")
+
+
+@registry.architectures("spacy_rnn.RNNTextCat.v3")
+def RNNTextCat_v3(
+    tok2vec: Model[List[Doc], List[Floats2d]] = DEFAULT_TOK2VEC,  # type: ignore[assignment]
+    pooling: str = "attention",
+    exclusive_classes: bool = True,
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+    ngram_size: int = 2,
+    ngram_attr: str = "ORTH",
+    length: int = 262144,
+) -> Model[List[Doc], Floats2d]:
+    """Classify docs from the sum of a recurrent and a linear n-gram model's logits.
+
+    tok2vec, pooling, exclusive_classes, nO, dropout: as spacy_rnn.RNNTextCat.v1.
+    ngram_size (int): the linear path reads all n-grams up to this size.
+    ngram_attr (str): the token attribute the n-grams are made of: "ORTH"
+        (spaCy's TextCatBOW), "LOWER" or "NORM".
+    length (int): rows of the hashed n-gram weight table (per label); as in
+        spaCy's TextCatBOW.v3, a power of two is best.
+    """
+    if isinstance(tok2vec, dict):  # called from Python with the config default
+        tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
+    poolings = pooling.split("+")
+    unknown = [name for name in poolings if name not in POOLINGS]
+    if unknown or len(set(poolings)) != len(poolings):
+        raise ValueError(
+            f"Unknown or repeated pooling in {pooling!r} for spacy_rnn.RNNTextCat.v3: "
+            f"expected one of {', '.join(POOLINGS)}, or several different ones joined by '+'."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"spacy_rnn.RNNTextCat.v3: dropout must be in [0, 1), got {dropout}")
+    if ngram_size < 1:
+        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_size must be >= 1, got {ngram_size}")
+    if ngram_attr not in NGRAM_ATTRS:
+        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_attr must be one of "
+                         f"{', '.join(NGRAM_ATTRS)}, got {ngram_attr!r}")
+    if length < 1:
+        raise ValueError(f"spacy_rnn.RNNTextCat.v3: length must be >= 1, got {length}")
+    width = tok2vec.maybe_get_dim("nO")
+    pools = [_make_pool(name, tok2vec, width) for name in poolings]
+    pool = pools[0] if len(pools) == 1 else concatenate(*pools)
+    pooled_width = width * len(pools) if width is not None else None
+
+    # A label added after training started gets (almost) zero probability from
+    # the softmax: one path's new bias row is NEG_VALUE (the other's 0).
+    neg = NEG_VALUE if exclusive_classes else 0.0
+    rnn_linear = Linear(nO=nO, nI=pooled_width)
+    rnn_out = resizable(
+        rnn_linear, resize_layer=partial(resize_linear_weighted, fill_defaults={"b": neg})
+    )
+    sparse = SparseLinear_v2(nO=nO, length=length)
+    bow_out = resizable(
+        sparse, resize_layer=partial(resize_linear_weighted, fill_defaults={"b": 0})
+    )
+    recurrent = chain(tok2vec, list2ragged(), pool, fixed_dropout(dropout), rnn_out)
+    bow = with_cpu(chain(extract_ngrams(ngram_size, attr=IDS[ngram_attr]), bow_out), tok2vec.ops)
+    activation = softmax_logits() if exclusive_classes else sigmoid_activation()
+    model = chain(add(recurrent, bow), activation)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("pooling", pool)
+    model.set_ref("output_layer", rnn_linear)
+    model.set_ref("bow_layer", sparse)
+    if nO is not None:
+        model.set_dim("nO", cast(int, nO))
+    model.attrs["multi_label"] = not exclusive_classes
+    model.attrs["pooling"] = pooling
+    model.attrs["resize_output"] = partial(_resize_output, rnn_out=rnn_out, bow_out=bow_out)
+    return model
+
+
+def _resize_output(model: Model, new_nO: int, rnn_out: Model, bow_out: Model) -> Model:
+    """Give both paths' output layers `new_nO` labels (old weights kept)."""
+    rnn_out = resize_model(rnn_out, new_nO)
+    bow_out = resize_model(bow_out, new_nO)
+    model.set_ref("output_layer", rnn_out.layers[0])
+    model.set_ref("bow_layer", bow_out.layers[0])
+    model.set_dim("nO", new_nO, force=True)
+    return model
+
+
+def softmax_logits() -> Model[Floats2d, Floats2d]:
+    """Softmax whose backprop passes the incoming gradient straight to the
+    logits: spaCy's textcat sends `scores - truth`, the cross-entropy gradient
+    with respect to the logits (thinc's softmax_activation would multiply it by
+    the softmax Jacobian, i.e. train a squared error)."""
+    return Model("softmax_logits", _softmax_forward)
+
+
+def _softmax_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
+    Y = model.ops.softmax(X, inplace=False)
+
+    def backprop(dY: Floats2d) -> Floats2d:
+        return dY
+
+    return Y, backprop
+
+
+__all__ = ["RNNTextCat_v3", "softmax_logits", "NGRAM_ATTRS"]
