@@ -334,13 +334,15 @@ def test_failing_text_local_engine_and_strict(setup, tmp_path):
         )
 
 
-def test_ray_missing_says_which_extra(setup, tmp_path, monkeypatch):
+def test_ray_missing_says_which_extra(tmp_path, monkeypatch):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "LOC", "pattern": "Paris"}])
+    nlp.to_disk(tmp_path / "model")
+    src = tmp_path / "t.txt"
+    src.write_text("In Paris .\n", "utf8")
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r'pip install "spacy-rnn\[ray\]"'):
-        annotate(
-            setup["tmp"] / "model", setup["src"], tmp_path / "out.spacy", engine="ray",
-            limit=5, progress=False,
-        )
+        annotate(tmp_path / "model", src, tmp_path / "out.spacy", engine="ray", progress=False)
 
 
 def test_ids_from_jsonl_directory_and_text_lines(tmp_path):
