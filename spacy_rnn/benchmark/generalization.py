@@ -14,6 +14,7 @@ the merged file.
 
 Headline score: accuracy for text classification, seqeval F1 (conlleval) for NER.
 """
+import re
 import statistics
 import subprocess
 import sys
@@ -209,7 +210,9 @@ def command_for(corpus: SuiteCorpus, system: SuiteSystem, seed: int,
         flags.append(f"--data-dir {data_dir}")
     for key, value in (("max-minutes", settings.max_minutes),
                        ("max-steps", settings.max_steps),
-                       ("limit-train", settings.limit_train)):
+                       ("eval-frequency", settings.eval_frequency),
+                       ("limit-train", settings.limit_train),
+                       ("limit-eval", settings.limit_eval)):
         if value is not None:
             flags.append(f"--{key} {value}")
     return "python -m spacy_rnn benchmark " + " ".join(flags)
@@ -331,7 +334,7 @@ def summarise(results: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
         row["steps"] = [e.get("steps") for e in entries]
         row["minutes"] = statistics.mean(e.get("train_seconds", 0) / 60 for e in entries)
         seeds = ",".join(str(s) for s in row["seeds"])
-        row["command"] = entries[0]["command"].rsplit("--seeds", 1)[0] + f"--seeds {seeds}"
+        row["command"] = re.sub(r"--seeds \S+", f"--seeds {seeds}", entries[0]["command"])
         out[key] = row
     return out
 

@@ -22,10 +22,9 @@ cross-entropy gradient with respect to the logits, so the activations pass it
 straight through (as `Softmax` does in v1, and `sigmoid_activation`).
 """
 from functools import partial
-from typing import Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 from spacy.attrs import IDS
-from spacy.ml.extract_ngrams import extract_ngrams
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import (
@@ -103,7 +102,7 @@ def RNNTextCat_v3(
         sparse, resize_layer=partial(resize_linear_weighted, fill_defaults={"b": 0})
     )
     recurrent = chain(tok2vec, list2ragged(), pool, fixed_dropout(dropout), rnn_out)
-    bow = with_cpu(chain(extract_ngrams(ngram_size, attr=IDS[ngram_attr]), bow_out), tok2vec.ops)
+    bow = with_cpu(chain(extract_ngrams(ngram_size, IDS[ngram_attr]), bow_out), tok2vec.ops)
     activation = softmax_logits() if exclusive_classes else sigmoid_activation()
     model = chain(add(recurrent, bow), activation)
     model.set_ref("tok2vec", tok2vec)
@@ -128,6 +127,38 @@ def _resize_output(model: Model, new_nO: int, rnn_out: Model, bow_out: Model) ->
     return model
 
 
+def extract_ngrams(ngram_size: int, attr: int) -> Model[List[Doc], Tuple]:
+    """Hashed n-gram keys and counts per doc, as spaCy's `extract_ngrams` (the
+    input of SparseLinear), that also takes docs shorter than an n-gram
+    (spaCy's fails on an empty doc: thinc's `ops.ngrams` indexes its first key)."""
+    return Model("extract_ngrams", _ngrams_forward,
+                 attrs={"ngram_size": ngram_size, "attr": attr})
+
+
+def _ngrams_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Tuple, Callable]:
+    ops = model.ops
+    xp = ops.xp
+    batch_keys = []
+    batch_vals = []
+    for doc in docs:
+        unigrams = ops.asarray(doc.to_array([model.attrs["attr"]]))  # (n_tokens,) uint64
+        ngrams = [unigrams]
+        for n in range(2, min(model.attrs["ngram_size"], len(unigrams)) + 1):
+            ngrams.append(ops.ngrams(n, unigrams))
+        keys, vals = xp.unique(xp.concatenate(ngrams), return_counts=True)
+        batch_keys.append(keys)
+        batch_vals.append(vals)
+    lengths = ops.asarray([len(keys) for keys in batch_keys], dtype="int32")
+    keys = xp.concatenate(batch_keys) if batch_keys else xp.zeros((0,), dtype="uint64")
+    vals = ops.asarray(xp.concatenate(batch_vals) if batch_vals else xp.zeros((0,)),
+                       dtype="f")
+
+    def backprop(dY: Any) -> List:
+        return []
+
+    return (keys, vals, lengths), backprop
+
+
 def softmax_logits() -> Model[Floats2d, Floats2d]:
     """Softmax whose backprop passes the incoming gradient straight to the
     logits: spaCy's textcat sends `scores - truth`, the cross-entropy gradient
@@ -145,4 +176,4 @@ def _softmax_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2
     return Y, backprop
 
 
-__all__ = ["RNNTextCat_v3", "softmax_logits", "NGRAM_ATTRS"]
+__all__ = ["RNNTextCat_v3", "extract_ngrams", "softmax_logits", "NGRAM_ATTRS"]
