@@ -197,5 +197,5 @@ def test_v3_ngrams_equal_spacys_and_take_short_docs():
     theirs, _ = spacy_extract_ngrams(3, ORTH)(docs, is_train=False)
     for a, b in zip(ours, theirs):
         numpy.testing.assert_array_equal(a, b)
-    keys, vals, lengths = extract_ngrams(3, ORTH)([nlp.make_doc(""), docs[1]], is_train=False)
+    (keys, vals, lengths), _ = extract_ngrams(3, ORTH)([nlp.make_doc(""), docs[1]], is_train=False)
     assert list(lengths) == [0, 1] and len(keys) == len(vals) == 1
