@@ -31,6 +31,7 @@ def prepare_config(
     lang: Optional[str] = None,
     seed: Optional[int] = None,
     architecture: Optional[str] = None,
+    model_args: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Write the exact training config of a system (paths, vectors, limits, logger)
     next to `log_file`; RETURNS its path.
@@ -39,7 +40,8 @@ def prepare_config(
         for it); None keeps the config's.
     seed: `[system] seed` (the training seed); None keeps the config's.
     architecture: another `spacy_rnn.RNNTextCat.vN` for the config's text
-        classifier model (arguments the other version lacks are dropped)."""
+        classifier model (arguments the other version lacks are dropped).
+    model_args: arguments set on that model (with `architecture`)."""
     from spacy.util import load_config
 
     if system.generate is not None:
@@ -54,7 +56,7 @@ def prepare_config(
     if seed is not None:
         config["system"]["seed"] = seed
     if architecture is not None:
-        _set_architecture(config, architecture, system)
+        _set_architecture(config, architecture, system, model_args or {})
     config["paths"]["train"] = str(data["train"])
     config["paths"]["dev"] = str(data["dev"])
     vectors = str(settings.vectors) if system.vectors else None
@@ -103,9 +105,12 @@ def prepare_config(
     return path
 
 
-def _set_architecture(config: Any, architecture: str, system: System) -> None:
+def _set_architecture(
+    config: Any, architecture: str, system: System, model_args: Dict[str, Any]
+) -> None:
     """Swap the config's RNNTextCat model for `architecture`, keeping the arguments
-    that the new version accepts (its own defaults fill the rest)."""
+    that the new version accepts (its own defaults fill the rest), then setting
+    `model_args`."""
     import inspect
 
     from spacy.util import registry
@@ -119,6 +124,7 @@ def _set_architecture(config: Any, architecture: str, system: System) -> None:
             for key in [k for k in node if not k.startswith("@") and k not in accepted]:
                 del node[key]
             node["@architectures"] = architecture
+            node.update(model_args)
             found.append(node)
 
     _walk(config["components"], swap)

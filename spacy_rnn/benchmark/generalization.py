@@ -66,7 +66,8 @@ class SuiteSystem:
     """A system of the suite.
 
     config: a file under configs/ (None: spaCy's generated default).
-    architecture: another RNNTextCat version swapped into the config (candidates).
+    architecture: another RNNTextCat version swapped into the config (candidates),
+        with `model_args` set on it.
     english_only: trained on English corpora only (GloVe vectors).
     shipped: a shipped config as it is (its rows make the suite's verdict).
     """
@@ -77,6 +78,7 @@ class SuiteSystem:
     config: Optional[str] = None
     vectors: bool = False
     architecture: Optional[str] = None
+    model_args: Tuple[Tuple[str, Any], ...] = ()
     english_only: bool = False
     shipped: bool = True
 
@@ -95,6 +97,7 @@ SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
     SuiteSystem("ner_bilstm_crf", "configs/ner_bilstm_crf.cfg", "ner", "ner_bilstm_crf.cfg"),
     SuiteSystem("ner_bilstm_crf_glove", "configs/ner_bilstm_crf_glove.cfg (GloVe)", "ner",
                 "ner_bilstm_crf_glove.cfg", vectors=True, english_only=True),
+    SuiteSystem("ner_bigru_crf", "configs/ner_bigru_crf.cfg", "ner", "ner_bigru_crf.cfg"),
     SuiteSystem("textcat_bilstm", "configs/textcat_bilstm.cfg", "textcat",
                 "textcat_bilstm.cfg"),
     SuiteSystem("textcat_bilstm_glove", "configs/textcat_bilstm_glove.cfg (GloVe)", "textcat",
@@ -105,11 +108,16 @@ SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
                 "textcat_bilstm.cfg", architecture="spacy_rnn.RNNTextCat.v1", shipped=False),
     SuiteSystem("textcat_bilstm-v3", "textcat_bilstm.cfg with RNNTextCat.v3", "textcat",
                 "textcat_bilstm.cfg", architecture="spacy_rnn.RNNTextCat.v3", shipped=False),
+    SuiteSystem("textcat_bilstm-v3-ngram10", "textcat_bilstm.cfg with RNNTextCat.v3, "
+                "ngram_scale 10", "textcat", "textcat_bilstm.cfg",
+                architecture="spacy_rnn.RNNTextCat.v3", model_args=(("ngram_scale", 10.0),),
+                shipped=False),
     SuiteSystem("spacy-default", "spaCy default (-o efficiency)", None),
 ]}
 GROUPS: Dict[str, List[str]] = {
     "shipped": [s.name for s in SYSTEMS.values() if s.shipped],
-    "textcat-candidates": ["textcat_bilstm-v1", "textcat_bilstm-v3", "spacy-default"],
+    "textcat-candidates": ["textcat_bilstm-v1", "textcat_bilstm-v3", "textcat_bilstm-v3-ngram10",
+                           "spacy-default"],
     "all": list(SYSTEMS),
 }
 
@@ -250,7 +258,8 @@ def run_generalization(
             entry = train_system(bench, run_settings, converted[corpus.name],
                                  sys_dir=work / f"{system.name}-seed{seed}",
                                  name=f"{system.name}-seed{seed}", lang=corpus.lang,
-                                 seed=seed, architecture=system.architecture)
+                                 seed=seed, architecture=system.architecture,
+                                 model_args=dict(system.model_args))
         except (RuntimeError, ValueError, OSError) as err:
             msg.fail(str(err))
             failures.append(key)

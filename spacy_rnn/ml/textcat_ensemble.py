@@ -57,6 +57,7 @@ def RNNTextCat_v3(
     ngram_size: int = 2,
     ngram_attr: str = "ORTH",
     length: int = 262144,
+    ngram_scale: float = 1.0,
 ) -> Model[List[Doc], Floats2d]:
     """Classify docs from the sum of a recurrent and a linear n-gram model's logits.
 
@@ -66,6 +67,12 @@ def RNNTextCat_v3(
         (spaCy's TextCatBOW), "LOWER" or "NORM".
     length (int): rows of the hashed n-gram weight table (per label); as in
         spaCy's TextCatBOW.v3, a power of two is best.
+    ngram_scale (float): the n-gram path's logits are its weights' output times
+        this. Adam's steps do not depend on the gradient's scale, so the n-gram
+        weights then move this many times faster in logit space than with 1.0:
+        a learning rate that many times the recurrent path's, for sparse
+        features that each get few updates before the recurrent path fits the
+        training data.
     """
     if isinstance(tok2vec, dict):  # called from Python with the config default
         tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
@@ -85,6 +92,8 @@ def RNNTextCat_v3(
                          f"{', '.join(NGRAM_ATTRS)}, got {ngram_attr!r}")
     if length < 1:
         raise ValueError(f"spacy_rnn.RNNTextCat.v3: length must be >= 1, got {length}")
+    if not ngram_scale > 0:
+        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_scale must be > 0, got {ngram_scale}")
     width = tok2vec.maybe_get_dim("nO")
     pools = [_make_pool(name, tok2vec, width) for name in poolings]
     pool = pools[0] if len(pools) == 1 else concatenate(*pools)
@@ -102,7 +111,10 @@ def RNNTextCat_v3(
         sparse, resize_layer=partial(resize_linear_weighted, fill_defaults={"b": 0})
     )
     recurrent = chain(tok2vec, list2ragged(), pool, fixed_dropout(dropout), rnn_out)
-    bow = with_cpu(chain(extract_ngrams(ngram_size, IDS[ngram_attr]), bow_out), tok2vec.ops)
+    bow_layers = [extract_ngrams(ngram_size, IDS[ngram_attr]), bow_out]
+    if ngram_scale != 1.0:
+        bow_layers.append(scale_output(ngram_scale))
+    bow = with_cpu(chain(*bow_layers), tok2vec.ops)
     activation = softmax_logits() if exclusive_classes else sigmoid_activation()
     model = chain(add(recurrent, bow), activation)
     model.set_ref("tok2vec", tok2vec)
@@ -157,6 +169,20 @@ def _ngrams_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Tupl
         return []
 
     return (keys, vals, lengths), backprop
+
+
+def scale_output(factor: float) -> Model[Floats2d, Floats2d]:
+    """Y = factor * X (and dX = factor * dY)."""
+    return Model("scale_output", _scale_forward, attrs={"factor": factor})
+
+
+def _scale_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
+    factor = model.attrs["factor"]
+
+    def backprop(dY: Floats2d) -> Floats2d:
+        return dY * factor
+
+    return X * factor, backprop
 
 
 def softmax_logits() -> Model[Floats2d, Floats2d]:

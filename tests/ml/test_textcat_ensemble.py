@@ -199,3 +199,18 @@ def test_v3_ngrams_equal_spacys_and_take_short_docs():
         numpy.testing.assert_array_equal(a, b)
     (keys, vals, lengths), _ = extract_ngrams(3, ORTH)([nlp.make_doc(""), docs[1]], is_train=False)
     assert list(lengths) == [0, 1] and len(keys) == len(vals) == 1
+
+
+def test_v3_ngram_scale_multiplies_the_ngram_logits():
+    nlp1 = _initialized(seed=3)
+    nlp3 = _initialized(seed=3, ngram_scale=3.0)
+    docs = [nlp1.make_doc(t) for t in TEXTS]
+    bow1 = nlp1.get_pipe("textcat").model.layers[0].layers[1]
+    bow3 = nlp3.get_pipe("textcat").model.layers[0].layers[1]
+    sparse1 = nlp1.get_pipe("textcat").model.get_ref("bow_layer")
+    sparse3 = nlp3.get_pipe("textcat").model.get_ref("bow_layer")
+    for name in ("W", "b"):
+        sparse3.set_param(name, sparse1.get_param(name).copy())
+    numpy.testing.assert_allclose(bow3.predict(docs), 3.0 * bow1.predict(docs), rtol=1e-5)
+    with pytest.raises(ValueError, match="ngram_scale"):
+        registry.resolve({"m": rnn_textcat_config("v3", ngram_scale=0.0)})
