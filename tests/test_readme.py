@@ -26,7 +26,7 @@ DATA_IN_README = "../shared/data"
 # Commands of the README that are not run here, each with the reason.
 SKIPPED: Dict[str, str] = {
     "pip install torch==2.13.0": "installs packages (the test runs in the installed venv)",
-    'pip install -e ".[vectors,dev]"': "installs packages (the test runs in the installed venv)",
+    'pip install -e ".[all,dev]"': "installs packages (the test runs in the installed venv)",
     "bash scripts/install.sh && .venv/bin/python -m spacy project run all": (
         "long-running: the whole lab, hours on a CPU (its steps run on slices in "
         "tests/test_project.py through `spacy project run ci`)"
