@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.util import registry
+from thinc.api import Model
 
 N_BINS = 15
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
@@ -231,8 +232,70 @@ def plot_reliability(
 
 
 def calibratable(nlp: Any) -> List[str]:
-    """Names of the pipeline's components that can fit a temperature."""
-    return [name for name, proc in nlp.pipeline if callable(getattr(proc, "calibrate", None))]
+    """Names of the pipeline's components that can fit a temperature: crf_ner,
+    and text classifiers over spacy_rnn.RNNTextCat with exclusive classes."""
+    from .ml.textcat import has_temperature
+
+    return [
+        name
+        for name, proc in nlp.pipeline
+        if callable(getattr(proc, "calibrate", None))
+        or (isinstance(getattr(proc, "model", None), Model) and has_temperature(proc.model))
+    ]
+
+
+def calibrate_textcat(
+    proc: Any, examples: Sequence[Any], batch_size: int = 128
+) -> Dict[str, float]:
+    """Fit and set the softmax temperature of a text classifier over
+    RNNTextCat (exclusive classes) on examples whose predicted docs are as it
+    sees them and whose references hold the gold cats.
+
+    The temperature minimises the negative log-likelihood of the gold class
+    (Guo et al. 2017); with two classes that is the binary NLL of the
+    predicted class's correctness, as for entities. The probabilities at
+    temperature 1 are computed once: softmax(log p / T) = softmax(z / T).
+    """
+    from .ml.textcat import get_temperature, set_temperature
+
+    labels = list(proc.labels)
+    old = get_temperature(proc.model)
+    set_temperature(proc.model, 1.0)
+    try:
+        docs = [eg.predicted for eg in examples]
+        parts = [
+            proc.model.ops.to_numpy(proc.predict(docs[i:i + batch_size]))
+            for i in range(0, len(docs), batch_size)
+        ]
+    finally:
+        set_temperature(proc.model, old)
+    gold = []
+    for i, eg in enumerate(examples):
+        cats = eg.reference.cats
+        if not cats or any(label not in cats for label in labels):
+            raise ValueError(
+                f"calibration: gold document {i} has cats {sorted(cats)}, expected {labels}"
+            )
+        gold.append(labels.index(max(labels, key=lambda name: cats[name])))
+    if not gold:
+        raise ValueError("calibration: no documents to calibrate the text classifier on")
+    probs = numpy.concatenate(parts).astype("float64")
+    gold = numpy.asarray(gold)
+    rows = numpy.arange(len(gold))
+
+    def nll_at(temperature: float) -> float:
+        scaled = scale_probabilities(probs, temperature)
+        return float(-numpy.log(numpy.clip(scaled[rows, gold], EPS, 1.0)).mean())
+
+    temperature = fit_temperature(nll_at)
+    set_temperature(proc.model, temperature)
+    return {
+        "temperature": float(temperature),
+        "nll_before": nll_at(1.0),
+        "nll_after": nll_at(temperature),
+        "n": int(len(gold)),
+        "accuracy": float((probs.argmax(1) == gold).mean()),
+    }
 
 
 def calibration_examples(
@@ -290,14 +353,19 @@ def calibrate_pipeline(
             )
     if not names:
         raise ValueError(
-            "calibration: the pipeline has no component with a temperature (crf_ner)"
+            "calibration: the pipeline has no component with a temperature (crf_ner, or "
+            "textcat over spacy_rnn.RNNTextCat with exclusive classes)"
         )
     if gold_preproc is None:
         gold_preproc = bool(dev_corpus_config(nlp.config).get("gold_preproc", False))
     results = {}
     for name in names:
-        examples = calibration_examples(nlp, gold_docs, name, gold_preproc)
-        results[name] = nlp.get_pipe(name).calibrate(examples)
+        proc = nlp.get_pipe(name)
+        if callable(getattr(proc, "calibrate", None)):
+            examples = calibration_examples(nlp, gold_docs, name, gold_preproc)
+            results[name] = proc.calibrate(examples)
+        else:  # a text classifier: whole documents
+            results[name] = calibrate_textcat(proc, calibration_examples(nlp, gold_docs, name))
     return results
 
 
@@ -316,23 +384,28 @@ def create_calibrate_callback(
         dev_path = ${paths.dev}
 
     It runs the dev set once per saved checkpoint (every eval_frequency
-    steps). The fit only changes the confidences, never the predictions, so
-    the training scores are unaffected.
+    steps) on a copy of the pipeline, which is what gets saved: training
+    goes on with the pipeline as it was. The fit only changes the
+    confidences, never the predictions.
     """
     path = Path(dev_path)
     if not path.exists():
         raise ValueError(f"spacy_rnn.calibrate.v1: dev_path {path} not found")
 
     def calibrate_before_to_disk(nlp: Any) -> Any:
+        import pickle
+
         from .evaluation import load_docs
 
-        docs = load_docs(path, nlp.vocab)
-        results = calibrate_pipeline(nlp, docs, gold_preproc, components)
+        # A copy is calibrated and saved: training goes on with the pipeline as it was.
+        calibrated = pickle.loads(pickle.dumps(nlp))
+        docs = load_docs(path, calibrated.vocab)
+        results = calibrate_pipeline(calibrated, docs, gold_preproc, components)
         for name, result in results.items():
             print(
                 f"spacy_rnn.calibrate.v1: {name} temperature {result['temperature']:.3f} "
                 f"(dev NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f})"
             )
-        return nlp
+        return calibrated
 
     return calibrate_before_to_disk

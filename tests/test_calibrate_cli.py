@@ -107,9 +107,11 @@ def test_calibrate_callback_fits_before_saving(saved):
     callback = registry.resolve(
         {"cb": {"@callbacks": "spacy_rnn.calibrate.v1", "dev_path": str(saved / "dev.spacy")}}
     )["cb"]
-    assert callback(nlp) is nlp
+    calibrated = callback(nlp)
+    # The copy that gets saved is calibrated; the pipeline in training is not touched.
+    assert calibrated is not nlp and nlp.get_pipe("crf_ner").cfg["temperature"] == 1.0
     dev = list(DocBin().from_disk(saved / "dev.spacy").get_docs(nlp.vocab))
-    fitted = nlp.get_pipe("crf_ner").cfg["temperature"]
+    fitted = calibrated.get_pipe("crf_ner").cfg["temperature"]
     assert fitted > 1.0
     assert calibrate_pipeline(spacy.load(saved / "model"), dev)["crf_ner"]["temperature"] == (
         pytest.approx(fitted)

@@ -1,7 +1,8 @@
 """`python -m spacy_rnn calibrate MODEL DEV --output MODEL_OUT`.
 
-Fits the temperature of the pipeline's calibratable components (`crf_ner`)
-on a gold dev DocBin and saves the calibrated pipeline. The predictions do
+Fits the temperature of the pipeline's calibratable components (`crf_ner`,
+and `textcat` over spacy_rnn.RNNTextCat with exclusive classes) on a gold dev
+DocBin and saves the calibrated pipeline. The predictions do
 not change, only the confidences (see docs/confidence.md).
 """
 
@@ -50,10 +51,14 @@ def calibrate_cli(
     except (ValueError, OSError) as err:
         msg.fail(f"Cannot calibrate {model} on {dev}: {err}", exits=1)
     for name, result in results.items():
+        what = (
+            f"{result['n_entities']:,} predicted entities" if "n_entities" in result
+            else f"{result['n']:,} documents"
+        )
         msg.info(
             f"{name}: temperature {result['temperature']:.4f}, dev NLL "
             f"{result['nll_before']:.4f} -> {result['nll_after']:.4f} over "
-            f"{result['n_entities']:,} predicted entities ({result['accuracy']:.1%} correct)"
+            f"{what} ({result['accuracy']:.1%} correct)"
         )
     nlp.to_disk(output)
     msg.good(f"Calibrated pipeline saved to {output}")

@@ -424,6 +424,40 @@ def _segment_softmax(ops, scores, lengths):
 # --- output side -----------------------------------------------------------------
 
 
+def has_temperature(model: Model) -> bool:
+    """Whether `model` is an RNNTextCat with exclusive classes, whose softmax
+    takes a temperature (`set_temperature`)."""
+    return (
+        "pooling" in model.attrs
+        and not model.attrs.get("multi_label", True)
+        and model.has_ref("output_layer")
+        and "softmax_temperature" in model.get_ref("output_layer").attrs
+    )
+
+
+def get_temperature(model: Model) -> float:
+    """The temperature T of an RNNTextCat's softmax: softmax(z / T) of the logits z."""
+    if not has_temperature(model):
+        raise ValueError(
+            "only spacy_rnn.RNNTextCat with exclusive_classes = true has a softmax temperature"
+        )
+    return float(model.get_ref("output_layer").attrs["softmax_temperature"])
+
+
+def set_temperature(model: Model, temperature: float) -> None:
+    """Set the temperature of an RNNTextCat's softmax (exclusive classes), the
+    calibration fitted on dev data (`spacy_rnn.calibration`). It is the thinc
+    Softmax layer's `softmax_temperature` attribute, saved with the model;
+    the predicted class never changes, only the probabilities. thinc applies
+    it in training too: set it after training (the `spacy_rnn.calibrate.v1`
+    callback calibrates a copy of the pipeline, so training never sees it)."""
+    get_temperature(model)
+    value = float(temperature)
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    model.get_ref("output_layer").attrs["softmax_temperature"] = value
+
+
 def sigmoid_activation() -> Model[Floats2d, Floats2d]:
     """Logistic output whose backprop passes the incoming gradient straight to
     the logits. spaCy's textcat components send `scores - truth`, which is the
@@ -452,4 +486,7 @@ __all__ = [
     "pool_attention",
     "sigmoid_activation",
     "fixed_dropout",
+    "has_temperature",
+    "get_temperature",
+    "set_temperature",
 ]
