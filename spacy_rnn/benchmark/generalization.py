@@ -112,12 +112,16 @@ SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
                 "ngram_scale 10", "textcat", "textcat_bilstm.cfg",
                 architecture="spacy_rnn.RNNTextCat.v3", model_args=(("ngram_scale", 10.0),),
                 shipped=False),
+    SuiteSystem("textcat_bilstm-v3-ngram30", "textcat_bilstm.cfg with RNNTextCat.v3, "
+                "ngram_scale 30", "textcat", "textcat_bilstm.cfg",
+                architecture="spacy_rnn.RNNTextCat.v3", model_args=(("ngram_scale", 30.0),),
+                shipped=False),
     SuiteSystem("spacy-default", "spaCy default (-o efficiency)", None),
 ]}
 GROUPS: Dict[str, List[str]] = {
     "shipped": [s.name for s in SYSTEMS.values() if s.shipped],
     "textcat-candidates": ["textcat_bilstm-v1", "textcat_bilstm-v3", "textcat_bilstm-v3-ngram10",
-                           "spacy-default"],
+                           "textcat_bilstm-v3-ngram30", "spacy-default"],
     "all": list(SYSTEMS),
 }
 
