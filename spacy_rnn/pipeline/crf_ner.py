@@ -163,8 +163,8 @@ class CRFEntityRecognizer(TrainablePipe):
     distribution (see `spacy_rnn.ml.crf.span_log_probs`). It is stored in
     `doc.spans[spans_key].attrs["scores"]`, one value per span.
 
-    Calibration: `cfg["temperature"]` (1.0 until `calibrate` fits one on
-    dev data; saved with the cfg) divides every CRF potential (emissions,
+    Calibration: `cfg["temperature"]` (absent, i.e. 1.0, until `calibrate`
+    fits one on dev data; saved with the cfg) divides every CRF potential (emissions,
     transitions, start and end scores) before the marginals are taken. That
     divides every path's score by the same T, so the decoded entities (and
     F1) never change; only the confidences do. With T != 1 the scores at
@@ -202,7 +202,6 @@ class CRFEntityRecognizer(TrainablePipe):
             "scheme": canonical,
             "spans_key": spans_key,
             "write_ents": bool(write_ents),
-            "temperature": 1.0,
         }
 
     @property
@@ -294,7 +293,8 @@ class CRFEntityRecognizer(TrainablePipe):
 
     @property
     def temperature(self) -> float:
-        """The temperature the confidences are computed at (`cfg["temperature"]`)."""
+        """The temperature the confidences are computed at (`cfg["temperature"]`,
+        1.0 when absent: a pipeline never calibrated keeps its saved cfg)."""
         return check_temperature(self.cfg.get("temperature", 1.0))
 
     def predict(self, docs: Iterable[Doc]) -> CRFPrediction:
