@@ -227,9 +227,9 @@ class PackedRNN(torch.nn.Module):
         sequence. With windows, gather (n_read,) is the token read at each
         position of the pieces (a token of an overlap is read twice, and its
         gradients add up) and keep (n_tokens,) the piece position of each
-        token's output. `plan` is a DensePlan (CPU) or the packing indices
-        (pack_idx, batch_sizes, unpack_idx) of the pieces (CUDA: cuDNN runs
-        packed batches well). Returns (n_tokens, nO)."""
+        token's output. `plan` is a DensePlan (LSTM on CPU) or the packing
+        indices (pack_idx, batch_sizes, unpack_idx) of the pieces (CUDA, where
+        cuDNN runs packed batches well, and GRU). Returns (n_tokens, nO)."""
         assert self.rnn is not None, "PackedRNN used before build()"
         if gather is not None:
             X = X.index_select(0, gather)  # (n_read, nI)
@@ -410,7 +410,9 @@ def forward(model: Model[InT, OutT], Xs: InT, is_train: bool) -> Tuple[OutT, Cal
         lengths, window, model.attrs.get("window_context", 0)
     )
     plan: Union[DensePlan, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    if device.type == "cpu":
+    if device.type == "cpu" and model.attrs["cell"] == "lstm":
+        # dense buckets: 1.5-2x faster than packed for torch's CPU LSTM, but
+        # 1.5x slower for its GRU (measured in benchmarks/speed.md)
         plan = dense_plan(piece_lengths, device)
     else:
         pack_idx, unpack_idx, batch_sizes = packing_indices(piece_lengths)
