@@ -193,7 +193,8 @@ def test_results_merge_and_report(tmp_path):
     assert "| trec | textcat_bilstm | +2.00 | (+1.00) |" in md
     assert "## NER (seqeval F1, %)" in md and "wikiann-de" in md
     # candidates compared on the corpora all of them ran on
-    assert "| textcat_bilstm | cr, trec | 82.50 | 82.50 |" in md
+    assert "| system | cr | trec | mean over cr, trec | mean, own |" in md
+    assert "| textcat_bilstm | 79.00 (2) | 86.00 (1) | 82.50 | 82.50 |" in md
     written = gen.write_generalization_report(results, tmp_path)
     assert written[0].read_text(encoding="utf8") == md
     if len(written) > 1:
