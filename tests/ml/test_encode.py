@@ -37,6 +37,42 @@ def make_encoder(width=6, depth=1, cell="lstm", bidirectional=True, dropout=0.0,
     return model
 
 
+def assert_numerical_gradients(model, Xs, seed, eps=1e-2, tolerance=2e-3):
+    """Central differences of a random linear loss (weights drawn with `seed`)
+    match the encoder's backprop: against each input value of `Xs`, and
+    against the first and last entry of each torch parameter (the gradient
+    accumulated in the torch module for finish_update)."""
+    rng = numpy.random.default_rng(seed)
+    width = model.get_dim("nO")
+    G = [rng.normal(size=(x.shape[0], width)).astype("float32") for x in Xs]
+
+    def loss(inputs):
+        return float(sum((y.astype("float64") * g).sum() for y, g in zip(model.predict(inputs), G)))
+
+    _, backprop = model.begin_update(Xs)
+    dXs = backprop([g.copy() for g in G])
+    for i, X in enumerate(Xs):
+        for j in range(X.shape[0]):
+            for k in range(X.shape[1]):
+                plus = [x.copy() for x in Xs]
+                plus[i][j, k] += eps
+                minus = [x.copy() for x in Xs]
+                minus[i][j, k] -= eps
+                numeric = (loss(plus) - loss(minus)) / (2 * eps)
+                assert abs(numeric - dXs[i][j, k]) < tolerance, (i, j, k, numeric, dXs[i][j, k])
+    rnn = model.shims[0]._model.rnn
+    for name, param in rnn.named_parameters():
+        grad = param.grad.clone()
+        for index in [(0,) * param.dim(), tuple(s - 1 for s in param.shape)]:
+            with torch.no_grad():
+                param[index] += eps
+                plus = loss(Xs)
+                param[index] -= 2 * eps
+                minus = loss(Xs)
+                param[index] += eps
+            assert abs((plus - minus) / (2 * eps) - float(grad[index])) < tolerance, (name, index)
+
+
 CONFIGS = [
     (cell, bidirectional, depth)
     for cell in ("lstm", "gru")
@@ -113,39 +149,7 @@ def test_encode_packing_indices_brute_force():
 )
 def test_encode_numerical_gradient(cell, bidirectional, depth):
     model = make_encoder(4, depth, cell, bidirectional, nI=3)
-    Xs = make_inputs([3, 1, 4], nI=3, seed=2)
-    rng = numpy.random.default_rng(5)
-    G = [rng.normal(size=(x.shape[0], 4)).astype("float32") for x in Xs]
-
-    def loss(inputs):
-        return float(sum((y.astype("float64") * g).sum() for y, g in zip(model.predict(inputs), G)))
-
-    _, backprop = model.begin_update(Xs)
-    dXs = backprop([g.copy() for g in G])
-    eps = 1e-2
-    for i, X in enumerate(Xs):
-        for j in range(X.shape[0]):
-            for k in range(X.shape[1]):
-                plus = [x.copy() for x in Xs]
-                plus[i][j, k] += eps
-                minus = [x.copy() for x in Xs]
-                minus[i][j, k] -= eps
-                numeric = (loss(plus) - loss(minus)) / (2 * eps)
-                assert abs(numeric - dXs[i][j, k]) < 2e-3, (i, j, k, numeric, dXs[i][j, k])
-    # parameter gradients (accumulated in the torch module for finish_update)
-    import torch
-
-    rnn = model.shims[0]._model.rnn
-    for name, param in rnn.named_parameters():
-        grad = param.grad.clone()
-        for index in [(0,) * param.dim(), tuple(s - 1 for s in param.shape)]:
-            with torch.no_grad():
-                param[index] += eps
-                plus = loss(Xs)
-                param[index] -= 2 * eps
-                minus = loss(Xs)
-                param[index] += eps
-            assert abs((plus - minus) / (2 * eps) - float(grad[index])) < 2e-3, (name, index)
+    assert_numerical_gradients(model, make_inputs([3, 1, 4], nI=3, seed=2), seed=5)
 
 
 def test_encode_edge_cases():
@@ -398,35 +402,7 @@ def test_window_numerical_gradient(cell, depth):
     model, _ = make_windowed(6, 1, 4, depth, cell, True, nI=3)
     Xs = make_inputs([13, 2, 7], nI=3, seed=7)
     assert window_indices(numpy.array([13, 2, 7]), 6, 1)[0].tolist() == [5, 6, 6, 2, 2, 5, 4]
-    rng = numpy.random.default_rng(8)
-    G = [rng.normal(size=(x.shape[0], 4)).astype("float32") for x in Xs]
-
-    def loss(inputs):
-        return float(sum((y.astype("float64") * g).sum() for y, g in zip(model.predict(inputs), G)))
-
-    _, backprop = model.begin_update(Xs)
-    dXs = backprop([g.copy() for g in G])
-    eps = 1e-2
-    for i, X in enumerate(Xs):
-        for j in range(X.shape[0]):
-            for k in range(X.shape[1]):
-                plus = [x.copy() for x in Xs]
-                plus[i][j, k] += eps
-                minus = [x.copy() for x in Xs]
-                minus[i][j, k] -= eps
-                numeric = (loss(plus) - loss(minus)) / (2 * eps)
-                assert abs(numeric - dXs[i][j, k]) < 2e-3, (i, j, k, numeric, dXs[i][j, k])
-    rnn = model.shims[0]._model.rnn
-    for name, param in rnn.named_parameters():
-        grad = param.grad.clone()
-        for index in [(0,) * param.dim(), tuple(s - 1 for s in param.shape)]:
-            with torch.no_grad():
-                param[index] += eps
-                plus = loss(Xs)
-                param[index] -= 2 * eps
-                minus = loss(Xs)
-                param[index] += eps
-            assert abs((plus - minus) / (2 * eps) - float(grad[index])) < 2e-3, (name, index)
+    assert_numerical_gradients(model, Xs, seed=8)
 
 
 def test_window_settings_registry_and_serialization():
