@@ -3,17 +3,17 @@ spacy_rnn baseline` for the feature baselines), evaluate it, and make its entry
 of results.json."""
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from wasabi import msg
 
 from .configs import prepare_config
 from .evaluate import evaluate_model, headline
 from .machine import machine_info
-from .runner import read_training_log, run_child
+from .runner import ChildResult, read_training_log, run_child
 from .systems import Settings, System, command_for
 
 BASELINE_STEMS = {"lr": "ner-logreg", "crf": "ner-crf", "tfidf": "textcat-tfidf-logreg"}
@@ -56,11 +56,11 @@ def train_system(
         "machine": machine_info(),
         "finished_at": None,
     }
+    job = _Job(system, settings, data, sys_dir, timeout, entry)
     if system.kind == "baseline":
-        split_metrics = _train_baseline(system, settings, data, sys_dir, timeout, entry)
+        split_metrics = _train_baseline(job)
     else:
-        split_metrics = _train_pipeline(system, settings, data, sys_dir, timeout, entry,
-                                        name or system.name, config_options)
+        split_metrics = _train_pipeline(job, name or system.name, config_options)
     entry["dev"] = headline(system.task, split_metrics["dev"])
     entry["test"] = headline(system.task, split_metrics["test"])
     entry["status"] = "timeout" if entry.get("timed_out") else "ok"
@@ -68,14 +68,31 @@ def train_system(
     return entry
 
 
-def _train_baseline(
-    system: System,
-    settings: Settings,
-    data: Dict[str, Path],
-    sys_dir: Path,
-    timeout: Optional[float],
-    entry: Dict[str, Any],
-) -> Dict[str, Any]:
+@dataclass
+class _Job:
+    """What training one system needs: the system, the run's settings, the
+    corpus paths, its folder, the time limit (seconds) and its results entry,
+    which the training fills in."""
+
+    system: System
+    settings: Settings
+    data: Dict[str, Path]
+    sys_dir: Path
+    timeout: Optional[float]
+    entry: Dict[str, Any]
+
+    def run(self, cmd: List[Any]) -> ChildResult:
+        """Run the training command `cmd` in a child process (its output to
+        sys_dir/train.log) and note its time, peak memory and time-out in the
+        entry."""
+        child = run_child(cmd, self.sys_dir / "train.log", self.system.name, self.timeout)
+        self.entry.update(train_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb,
+                          timed_out=child.timed_out)
+        return child
+
+
+def _train_baseline(job: _Job) -> Dict[str, Any]:
+    system, settings, data, sys_dir = job.system, job.settings, job.data, job.sys_dir
     out_dir = sys_dir / "predictions"
     splits = [data["train"], data["dev"], data["test"]]
     if system.task == "ner":
@@ -85,9 +102,7 @@ def _train_baseline(
         cmd = [sys.executable, "-m", "spacy_rnn", "baseline", "textcat", *splits,
                "--output", out_dir]
     stem = BASELINE_STEMS[system.baseline]
-    child = run_child(cmd, sys_dir / "train.log", system.name, timeout)
-    entry.update(train_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb,
-                 timed_out=child.timed_out)
+    child = job.run(cmd)
     if child.returncode != 0:
         raise RuntimeError(f"{system.name}: baseline failed (exit {child.returncode}); "
                            f"see {sys_dir / 'train.log'}")
@@ -100,28 +115,18 @@ def _train_baseline(
             json.dumps(metrics, indent=2), encoding="utf8"
         )
         split_metrics[split] = metrics
-    entry["fit_seconds"] = split_metrics["test"]["meta"].get("train_seconds")
+    job.entry["fit_seconds"] = split_metrics["test"]["meta"].get("train_seconds")
     return split_metrics
 
 
-def _train_pipeline(
-    system: System,
-    settings: Settings,
-    data: Dict[str, Path],
-    sys_dir: Path,
-    timeout: Optional[float],
-    entry: Dict[str, Any],
-    name: str,
-    config_options: Dict[str, Any],
-) -> Dict[str, Any]:
+def _train_pipeline(job: _Job, name: str, config_options: Dict[str, Any]) -> Dict[str, Any]:
+    system, settings, data, sys_dir = job.system, job.settings, job.data, job.sys_dir
     log_file = sys_dir / "training-log.jsonl"
     config_path = prepare_config(system, settings, data, log_file, **config_options)
     model_root = sys_dir / "model"
     cmd = [sys.executable, "-m", "spacy", "train", config_path, "--output", model_root,
            "--gpu-id", str(settings.gpu_id)]
-    child = run_child(cmd, sys_dir / "train.log", system.name, timeout)
-    entry.update(train_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb,
-                 timed_out=child.timed_out)
+    child = job.run(cmd)
     model_dir = model_root / "model-best"
     if child.returncode != 0 and not child.timed_out:
         raise RuntimeError(f"{system.name}: spacy train failed (exit {child.returncode}); "
@@ -130,7 +135,7 @@ def _train_pipeline(
         raise RuntimeError(f"{system.name}: no model-best was saved "
                            "(time limit before the first evaluation?)")
     curve = read_training_log(log_file, sys_dir / "train.log")
-    entry.update(model_dir=str(model_dir), config=str(config_path), curve=curve,
-                 steps=curve[-1][0] if curve else None)
+    job.entry.update(model_dir=str(model_dir), config=str(config_path), curve=curve,
+                     steps=curve[-1][0] if curve else None)
     msg.text(f"{system.name}: evaluating {model_dir}")
     return evaluate_model(model_dir, data, settings.output / "scores", name)
