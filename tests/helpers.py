@@ -109,18 +109,23 @@ def tok2vec_config(
     rows: Sequence[int] = (500, 100),
     char_width: int = 8,
     char_embed_size: int = 8,
+    embed_version: str = "v1",
+    encode_version: str = "v1",
+    encode_args: Optional[Dict[str, Any]] = None,
     **embed: Any,
 ) -> Dict[str, Any]:
-    """A small spacy.Tok2Vec.v2 block: CharWordEmbed.v1 (`width`, hash tables
-    `attrs`/`rows`, a char encoder of `char_width`, no static vectors, no
-    dropout) >> BiRNNEncoder.v1 (`encode_width`, default `width`; `depth`).
+    """A small spacy.Tok2Vec.v2 block: CharWordEmbed.<embed_version> (`width`,
+    hash tables `attrs`/`rows`, a char encoder of `char_width`, no static
+    vectors, no dropout) >> BiRNNEncoder.<encode_version> (`encode_width`,
+    default `width`; `depth`).
 
     `cell` and `bidirectional` are written only when given (else the encoder's
-    defaults); any other CharWordEmbed.v1 argument goes in `embed` (e.g.
-    word_rows=50, char_encoder=None).
+    defaults); the encoder's other arguments go in `encode_args` (e.g. window,
+    window_context for v2); any other CharWordEmbed argument goes in `embed`
+    (e.g. word_rows=50, char_encoder=None, dropout=0.2).
     """
     encode: Dict[str, Any] = {
-        "@architectures": "spacy_rnn.BiRNNEncoder.v1",
+        "@architectures": f"spacy_rnn.BiRNNEncoder.{encode_version}",
         "width": width if encode_width is None else encode_width,
         "depth": depth,
     }
@@ -128,10 +133,11 @@ def tok2vec_config(
         encode["cell"] = cell
     if bidirectional is not None:
         encode["bidirectional"] = bidirectional
+    encode.update(encode_args or {})
     return {
         "@architectures": "spacy.Tok2Vec.v2",
         "embed": {
-            "@architectures": "spacy_rnn.CharWordEmbed.v1",
+            "@architectures": f"spacy_rnn.CharWordEmbed.{embed_version}",
             "width": width,
             "attrs": list(attrs),
             "rows": list(rows),

@@ -14,33 +14,21 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
+from helpers import crf_tagger_config, ent_tuples, tok2vec_config
 from spacy_rnn.converters.conll import read_conll
 from spacy_rnn.pipeline.augmenters import gold_sentences_augmenter
 
-SMALL_MODEL = {
-    "@architectures": "spacy_rnn.CRFTagger.v1",
-    "nO": None,
-    "tok2vec": {
-        "@architectures": "spacy.Tok2Vec.v2",
-        "embed": {
-            "@architectures": "spacy_rnn.CharWordEmbed.v1",
-            "width": 64,
-            "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
-            "rows": [2000, 500, 1000, 500],
-            "include_static_vectors": False,
-            "char_encoder": "lstm",
-            "char_width": 32,
-            "char_embed_size": 16,
-            "dropout": 0.0,
-        },
-        "encode": {
-            "@architectures": "spacy_rnn.BiRNNEncoder.v1",
-            "width": 64,
-            "depth": 1,
-            "cell": "lstm",
-        },
-    },
-}
+SMALL_MODEL = crf_tagger_config(
+    tok2vec=tok2vec_config(
+        64,
+        cell="lstm",
+        attrs=("NORM", "PREFIX", "SUFFIX", "SHAPE"),
+        rows=(2000, 500, 1000, 500),
+        char_width=32,
+        char_embed_size=16,
+        char_encoder="lstm",
+    )
+)
 
 
 def first_sentences(conll_path, n_sents, tmp_path, n_per_doc=10):
@@ -58,10 +46,6 @@ def first_sentences(conll_path, n_sents, tmp_path, n_per_doc=10):
     path.write_text("".join(lines), encoding="utf-8")
     docs, _ = read_conll(path, n_sents=n_per_doc)
     return docs
-
-
-def ent_tuples(docs):
-    return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
 
 
 def fresh_docs(nlp, references):

@@ -15,33 +15,15 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from helpers import crf_tagger_config, tok2vec_config
 from spacy_rnn.calibration import binary_nll
 from spacy_rnn.schemes import is_valid, tags_to_spans
 
-SMALL_MODEL = {
-    "@architectures": "spacy_rnn.CRFTagger.v1",
-    "nO": None,
-    "tok2vec": {
-        "@architectures": "spacy.Tok2Vec.v2",
-        "embed": {
-            "@architectures": "spacy_rnn.CharWordEmbed.v1",
-            "width": 32,
-            "attrs": ["NORM", "SHAPE"],
-            "rows": [500, 50],
-            "include_static_vectors": False,
-            "char_encoder": "lstm",
-            "char_width": 16,
-            "char_embed_size": 8,
-            "dropout": 0.0,
-        },
-        "encode": {
-            "@architectures": "spacy_rnn.BiRNNEncoder.v1",
-            "width": 32,
-            "depth": 1,
-            "cell": "lstm",
-        },
-    },
-}
+SMALL_MODEL = crf_tagger_config(
+    tok2vec=tok2vec_config(
+        32, cell="lstm", rows=(500, 50), char_width=16, char_encoder="lstm"
+    )
+)
 LABELS = ("LOC", "PER")
 WORDS = "Anna met Peter in Berlin and Paris".split()
 

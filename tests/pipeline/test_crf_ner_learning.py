@@ -26,6 +26,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
+from helpers import crf_tagger_config, tok2vec_config
 from spacy_rnn.converters.conll import read_conll
 from spacy_rnn.pipeline.augmenters import gold_sentences_augmenter
 
@@ -40,31 +41,20 @@ TYPE_F_BAR = 0.40
 # The constant predictor and the untrained model must stay far below the bar.
 TRIVIAL_CEILING = 0.25
 
-MODEL = {
-    "@architectures": "spacy_rnn.CRFTagger.v1",
-    "nO": None,
-    "tok2vec": {
-        "@architectures": "spacy.Tok2Vec.v2",
-        "embed": {
-            "@architectures": "spacy_rnn.CharWordEmbed.v2",
-            "width": 64,
-            "attrs": ["PREFIX", "SUFFIX", "SHAPE"],
-            "rows": [1000, 1000, 500],
-            "include_static_vectors": False,
-            "char_encoder": "lstm",
-            "char_width": 32,
-            "char_embed_size": 16,
-            "dropout": 0.2,
-            "word_rows": 5000,
-        },
-        "encode": {
-            "@architectures": "spacy_rnn.BiRNNEncoder.v1",
-            "width": 64,
-            "depth": 1,
-            "cell": "lstm",
-        },
-    },
-}
+MODEL = crf_tagger_config(
+    tok2vec=tok2vec_config(
+        64,
+        cell="lstm",
+        embed_version="v2",
+        attrs=("PREFIX", "SUFFIX", "SHAPE"),
+        rows=(1000, 1000, 500),
+        char_width=32,
+        char_embed_size=16,
+        char_encoder="lstm",
+        dropout=0.2,
+        word_rows=5000,
+    )
+)
 
 
 def head_sentences(src: Path, n_sents: int, dest: Path) -> Path:

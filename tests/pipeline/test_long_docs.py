@@ -9,32 +9,19 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
+from helpers import crf_tagger_config, tok2vec_config
+
 WINDOW, CONTEXT = 8, 2  # cores of 4 tokens: cuts after tokens 3, 7, 11, ...
 
-MODEL = {
-    "@architectures": "spacy_rnn.CRFTagger.v1",
-    "nO": None,
-    "tok2vec": {
-        "@architectures": "spacy.Tok2Vec.v2",
-        "embed": {
-            "@architectures": "spacy_rnn.CharWordEmbed.v1",
-            "width": 32,
-            "attrs": ["NORM", "SHAPE"],
-            "rows": [500, 100],
-            "char_encoder": "lstm",
-            "char_width": 16,
-            "char_embed_size": 8,
-            "dropout": 0.0,
-        },
-        "encode": {
-            "@architectures": "spacy_rnn.BiRNNEncoder.v2",
-            "width": 32,
-            "depth": 1,
-            "window": WINDOW,
-            "window_context": CONTEXT,
-        },
-    },
-}
+MODEL = crf_tagger_config(
+    tok2vec=tok2vec_config(
+        32,
+        char_width=16,
+        char_encoder="lstm",
+        encode_version="v2",
+        encode_args={"window": WINDOW, "window_context": CONTEXT},
+    )
+)
 
 # Entities of 2-5 tokens among filler words; in the 60-token doc made of
 # these sentences many of them cross a window cut.
