@@ -15,11 +15,16 @@ Import it from any test file (tests/ is on the path through tests/conftest.py):
   not initialized).
 - Data: `NER_SENTENCES` / `ner_examples`, `TEXTCAT_DATA` / `textcat_examples`,
   `ent_tuples`.
+- Processes: `run_probe`, a script in a fresh interpreter (what a new process
+  imports, registers and resolves) whose last output line is JSON.
 - Weights: `randomize_params`, for tests that compare two models' outputs: a
   zero-initialised layer (the emission layer of CRFTagger, the output layer of
   RNNTextCat) makes every output equal whatever the layers before it compute.
 """
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -253,6 +258,26 @@ def textcat_examples(
 def ent_tuples(docs: Iterable[Doc]) -> List[List[Tuple[int, int, str]]]:
     """(start, end, label) of each doc's entities, for comparing predictions."""
     return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def run_probe(code: str, *args: str, timeout: float = 600) -> Any:
+    """Run `code` with `args` (sys.argv[1:]) in a fresh Python interpreter in
+    the repository root and return the JSON of the last line it prints; the
+    test fails with the tail of its stderr when it exits non-zero. For checks
+    of what a new process imports or registers, which the test process (with
+    everything already imported) cannot show."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- weights

@@ -8,15 +8,11 @@ config references must therefore be either spaCy's/thinc's own or declared by an
 point of its registry's group, checked before anything of spacy_rnn is imported.
 Null paths get a dummy file: the point is the registry names, not the data.
 """
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Dict
 
 import pytest
+from helpers import ROOT, run_probe
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.cfg"))
 
 PROBE = r"""
@@ -97,15 +93,7 @@ print(json.dumps(results))
 def resolved(tmp_path_factory) -> Dict[str, dict]:
     dummy = tmp_path_factory.mktemp("configs") / "dummy.spacy"
     dummy.write_bytes(b"")
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *map(str, CONFIGS), str(dummy)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_probe(PROBE, *map(str, CONFIGS), str(dummy))
 
 
 def test_configs_found():

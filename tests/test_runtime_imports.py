@@ -7,9 +7,6 @@ alone (the package comes in through its entry points), runs them, and reports wh
 modules ended up in `sys.modules`.
 """
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from helpers import (
@@ -18,11 +15,11 @@ from helpers import (
     crf_ner_nlp,
     ner_examples,
     rnn_textcat_config,
+    run_probe,
     textcat_examples,
     textcat_nlp,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 LAB_MODULES = ("sklearn", "sklearn_crfsuite", "matplotlib", "nervaluate", "seqeval", "nltk")
 
 PROBE = r"""
@@ -64,15 +61,7 @@ def saved_pipelines(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(saved_pipelines):
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(LAB_MODULES), *map(str, saved_pipelines)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_probe(PROBE, json.dumps(LAB_MODULES), *map(str, saved_pipelines))
 
 
 def test_runtime_pipelines_load_and_run_through_entry_points(report, saved_pipelines):
