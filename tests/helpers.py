@@ -14,7 +14,7 @@ Import it from any test file (tests/ is on the path through tests/conftest.py):
 - Pipelines: `crf_ner_nlp`, `textcat_nlp` (blank English with one component,
   not initialized).
 - Data: `NER_SENTENCES` / `ner_examples`, `TEXTCAT_DATA` / `textcat_examples`,
-  `ent_tuples`.
+  `ent_tuples`, `crf_ner_record` (what crf_ner wrote on a doc, as JSON).
 - Processes: `run_probe`, a script in a fresh interpreter (what a new process
   imports, registers and resolves) whose last output line is JSON.
 - Weights: `randomize_params`, for tests that compare two models' outputs: a
@@ -258,6 +258,21 @@ def textcat_examples(
 def ent_tuples(docs: Iterable[Doc]) -> List[List[Tuple[int, int, str]]]:
     """(start, end, label) of each doc's entities, for comparing predictions."""
     return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
+
+
+def crf_ner_record(doc: Doc, digits: Optional[int] = None) -> Dict[str, Any]:
+    """What crf_ner wrote on `doc`, as JSON: its text, sentence starts,
+    entities, the span group and the group's scores (rounded to `digits` when
+    given). The format of tests/data/pinned_crf_ner/predictions.json."""
+    group = doc.spans["crf_ner"]
+    scores = [float(score) for score in group.attrs["scores"]]
+    return {
+        "text": doc.text,
+        "sents": [sent.start for sent in doc.sents] if len(doc) else [],
+        "ents": [[ent.start, ent.end, ent.label_] for ent in doc.ents],
+        "spans": [[span.start, span.end, span.label_] for span in group],
+        "scores": scores if digits is None else [round(score, digits) for score in scores],
+    }
 
 
 # --------------------------------------------------------------------------- processes

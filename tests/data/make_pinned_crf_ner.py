@@ -15,18 +15,20 @@ it only when such a change is intended:
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
 import spacy_rnn  # noqa: F401  (registers the architectures and the factory)
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/, for the record format shared with the test
+from helpers import crf_ner_record  # noqa: E402
 OUT = HERE / "pinned_crf_ner"
 
 # Small widths: the saved fixture stays far under 1 MB.
@@ -125,19 +127,8 @@ def predictions(nlp: Language) -> List[Dict]:
     """What the pipeline writes on TEXTS, in one batch."""
     out = []
     for doc in nlp.pipe(TEXTS, batch_size=len(TEXTS)):
-        out.append(describe(doc))
+        out.append(crf_ner_record(doc, digits=8))
     return out
-
-
-def describe(doc: Doc) -> Dict:
-    group = doc.spans["crf_ner"]
-    return {
-        "text": doc.text,
-        "sents": [sent.start for sent in doc.sents] if len(doc) else [],
-        "ents": [[ent.start, ent.end, ent.label_] for ent in doc.ents],
-        "spans": [[span.start, span.end, span.label_] for span in group],
-        "scores": [round(float(score), 8) for score in group.attrs["scores"]],
-    }
 
 
 def build() -> Dict[str, List[Dict]]:

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import Doc
 from spacy.util import load_model_from_config
+
+from helpers import crf_ner_record
 
 FIXTURE = Path(__file__).resolve().parent.parent / "data" / "pinned_crf_ner"
 EXPECTED = json.loads((FIXTURE / "predictions.json").read_text(encoding="utf-8"))
 SCHEMES = {"bio": "IOB2", "biluo": "BILUO"}
-
-
-def describe(doc: Doc) -> dict:
-    group = doc.spans["crf_ner"]
-    return {
-        "text": doc.text,
-        "sents": [sent.start for sent in doc.sents] if len(doc) else [],
-        "ents": [[ent.start, ent.end, ent.label_] for ent in doc.ents],
-        "spans": [[span.start, span.end, span.label_] for span in group],
-        "scores": [float(score) for score in group.attrs["scores"]],
-    }
 
 
 def assert_same(got: list, expected: list, tolerance: float = 1e-6) -> None:
@@ -62,7 +52,7 @@ def test_crf_ner_pinned_predictions_in_one_batch(pinned):
     name, nlp = pinned
     assert nlp.get_pipe("crf_ner").cfg["scheme"] == SCHEMES[name]
     texts = [doc["text"] for doc in EXPECTED[name]]
-    got = [describe(doc) for doc in nlp.pipe(texts, batch_size=len(texts))]
+    got = [crf_ner_record(doc) for doc in nlp.pipe(texts, batch_size=len(texts))]
     assert_same(got, EXPECTED[name])
 
 
@@ -70,7 +60,7 @@ def test_crf_ner_pinned_predictions_one_doc_at_a_time(pinned):
     """Batching changes no entity; the confidences move by float32 rounding
     (the encoder's batched matrix products) alone."""
     name, nlp = pinned
-    got = [describe(nlp(doc["text"])) for doc in EXPECTED[name]]
+    got = [crf_ner_record(nlp(doc["text"])) for doc in EXPECTED[name]]
     assert_same(got, EXPECTED[name], tolerance=1e-5)
 
 
