@@ -18,7 +18,10 @@ def test_extras_require_returns_the_module():
 
 
 def test_extras_require_names_the_extra(monkeypatch):
+    # Both entries: an earlier test may have imported matplotlib.pyplot, which then
+    # imports from sys.modules whatever its parent's entry says.
     monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError) as err:
         require("matplotlib.pyplot", "plots", "Plotting the benchmark")
     message = str(err.value)
