@@ -7,7 +7,7 @@ import pickle
 import numpy
 import pytest
 import spacy
-from helpers import randomize_params, textcat_examples, textcat_nlp
+from helpers import randomize_params, rnn_textcat_config, textcat_examples, textcat_nlp
 from spacy.tokens import Doc
 from thinc.api import fix_random_seed
 
@@ -17,11 +17,14 @@ from spacy_rnn.ml.textcat import get_temperature, has_temperature, set_temperatu
 WORDS = "a great dull and moving tired film fun".split()
 
 
-def overconfident_textcat():
+def overconfident_textcat(version="v1"):
     fix_random_seed(0)  # the encoder's torch weights too
-    nlp = textcat_nlp()
+    nlp = textcat_nlp(rnn_textcat_config(version))
     nlp.initialize(lambda: textcat_examples(nlp))
-    randomize_params(nlp.get_pipe("textcat").model, seed=2, scale=2.0)
+    # v3 adds the n-gram path's logits: a smaller weight scale gives as confident a
+    # model without probabilities below float32's range, which the fit (working
+    # from the pipeline's probabilities) cannot resolve.
+    randomize_params(nlp.get_pipe("textcat").model, seed=2, scale=2.0 if version == "v1" else 1.5)
     return nlp
 
 
@@ -41,8 +44,9 @@ def gold_docs(nlp, n=60, seed=0):
     return docs
 
 
-def test_textcat_temperature_fit_and_round_trip(tmp_path):
-    nlp = overconfident_textcat()
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_textcat_temperature_fit_and_round_trip(tmp_path, version):
+    nlp = overconfident_textcat(version)
     model = nlp.get_pipe("textcat").model
     assert has_temperature(model) and get_temperature(model) == 1.0
     assert calibratable(nlp) == ["textcat"]
@@ -59,7 +63,13 @@ def test_textcat_temperature_fit_and_round_trip(tmp_path):
     labels = sorted(before[0])
     raw = numpy.array([[c[label] for label in labels] for c in before])
     got = numpy.array([[c[label] for label in labels] for c in after])
-    numpy.testing.assert_allclose(got, scale_probabilities(raw, T), rtol=1e-4, atol=1e-6)
+    # softmax(z / T) recomputed from the float32 probabilities: exact where none of
+    # a doc's probabilities underflowed (below 1e-9 the logits are lost to rounding).
+    exact = raw.min(axis=1) > 1e-9
+    assert exact.sum() >= len(raw) - 5
+    numpy.testing.assert_allclose(
+        got[exact], scale_probabilities(raw[exact], T), rtol=1e-4, atol=1e-6
+    )
     assert (got.argmax(1) == raw.argmax(1)).all()
     # The gold-class NLL the fit reports is the pipeline's own.
     gold = numpy.array([labels.index(max(d.cats, key=d.cats.get)) for d in dev])
@@ -73,7 +83,7 @@ def test_textcat_temperature_fit_and_round_trip(tmp_path):
 
     nlp.to_disk(tmp_path / "model")
     check(spacy.load(tmp_path / "model"))
-    other = textcat_nlp()
+    other = textcat_nlp(rnn_textcat_config(version))
     other.get_pipe("textcat").add_label("POS")
     other.get_pipe("textcat").add_label("NEG")
     other.from_bytes(nlp.to_bytes())

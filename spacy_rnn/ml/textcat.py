@@ -427,12 +427,23 @@ def _segment_softmax(ops, scores, lengths):
 def has_temperature(model: Model) -> bool:
     """Whether `model` is an RNNTextCat with exclusive classes, whose softmax
     takes a temperature (`set_temperature`)."""
+    node = _temperature_node(model)
     return (
         "pooling" in model.attrs
         and not model.attrs.get("multi_label", True)
-        and model.has_ref("output_layer")
-        and "softmax_temperature" in model.get_ref("output_layer").attrs
+        and node is not None
+        and "softmax_temperature" in node.attrs
     )
+
+
+def _temperature_node(model: Model) -> Optional[Model]:
+    """The layer holding the softmax temperature: the "temperature_layer" ref
+    (RNNTextCat.v3's softmax over the summed logits), else the output layer
+    (v1/v2's thinc Softmax)."""
+    for ref in ("temperature_layer", "output_layer"):
+        if model.has_ref(ref):
+            return model.get_ref(ref)
+    return None
 
 
 def get_temperature(model: Model) -> float:
@@ -441,7 +452,7 @@ def get_temperature(model: Model) -> float:
         raise ValueError(
             "only spacy_rnn.RNNTextCat with exclusive_classes = true has a softmax temperature"
         )
-    return float(model.get_ref("output_layer").attrs["softmax_temperature"])
+    return float(_temperature_node(model).attrs["softmax_temperature"])  # type: ignore
 
 
 def set_temperature(model: Model, temperature: float) -> None:
@@ -455,7 +466,7 @@ def set_temperature(model: Model, temperature: float) -> None:
     value = float(temperature)
     if not 0.0 < value < float("inf"):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    model.get_ref("output_layer").attrs["softmax_temperature"] = value
+    _temperature_node(model).attrs["softmax_temperature"] = value  # type: ignore
 
 
 def sigmoid_activation() -> Model[Floats2d, Floats2d]:

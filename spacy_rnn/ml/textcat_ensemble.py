@@ -121,6 +121,8 @@ def RNNTextCat_v3(
     model.set_ref("pooling", pool)
     model.set_ref("output_layer", rnn_linear)
     model.set_ref("bow_layer", sparse)
+    if exclusive_classes:
+        model.set_ref("temperature_layer", activation)
     if nO is not None:
         model.set_dim("nO", cast(int, nO))
     model.attrs["multi_label"] = not exclusive_classes
@@ -190,14 +192,16 @@ def softmax_logits() -> Model[Floats2d, Floats2d]:
     logits: spaCy's textcat sends `scores - truth`, the cross-entropy gradient
     with respect to the logits (thinc's softmax_activation would multiply it by
     the softmax Jacobian, i.e. train a squared error)."""
-    return Model("softmax_logits", _softmax_forward)
+    return Model("softmax_logits", _softmax_forward, attrs={"softmax_temperature": 1.0})
 
 
 def _softmax_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d, Callable]:
-    Y = model.ops.softmax(X, inplace=False)
+    # softmax(X / T): T is 1.0 unless calibrated (spacy_rnn.ml.textcat.set_temperature)
+    temperature = model.attrs["softmax_temperature"]
+    Y = model.ops.softmax(X / temperature if temperature != 1.0 else X, inplace=False)
 
     def backprop(dY: Floats2d) -> Floats2d:
-        return dY
+        return dY / temperature if temperature != 1.0 else dY
 
     return Y, backprop
 
