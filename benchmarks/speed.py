@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
+from spacy_rnn.benchmark.machine import cpu_model as machine_cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SPACY_RNN_DATA", ROOT.parent / "shared" / "data"))
@@ -127,13 +128,8 @@ def describe_encoder(nlp: Language) -> str:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The benchmark package's CPU model name, else what platform reports."""
+    return machine_cpu_model() or platform.processor() or platform.machine()
 
 
 def cpu_quota() -> Optional[str]:

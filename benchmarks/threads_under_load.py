@@ -52,6 +52,7 @@ from thinc.api import Config, fix_random_seed
 
 from spacy_rnn.converters.conll import read_conll
 from spacy_rnn.ml import threads
+from spacy_rnn.benchmark.machine import cpu_model as machine_cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 START = "<!-- threads_under_load:{}:start -->"
@@ -65,13 +66,8 @@ def data_dir() -> Path:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The benchmark package's CPU model name, else what platform reports."""
+    return machine_cpu_model() or platform.processor() or "unknown"
 
 
 def relative(path: Path) -> str:
