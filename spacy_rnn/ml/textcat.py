@@ -135,22 +135,9 @@ def _rnn_textcat(
     lm: Optional[Tuple[int, float]] = None,
 ) -> Model[List[Doc], Floats2d]:
     """tok2vec (+ LM objective, v2) >> pooling >> dropout >> output layer."""
-    if isinstance(tok2vec, dict):  # called from Python with the config default
-        tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
-    poolings = pooling.split("+")
-    unknown = [name for name in poolings if name not in POOLINGS]
-    if unknown or len(set(poolings)) != len(poolings):
-        raise ValueError(
-            f"Unknown or repeated pooling in {pooling!r} for spacy_rnn.RNNTextCat: "
-            f"expected one of {', '.join(POOLINGS)}, or several different ones "
-            f"joined by '+' (e.g. 'attention+max')."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    width = tok2vec.maybe_get_dim("nO")
-    pools = [_make_pool(name, tok2vec, width) for name in poolings]
-    pool = pools[0] if len(pools) == 1 else concatenate(*pools)
-    pooled_width = width * len(pools) if width is not None else None
+    tok2vec, pool, pooled_width = tok2vec_and_pool(
+        tok2vec, pooling, dropout, "spacy_rnn.RNNTextCat"
+    )
 
     fill_defaults = {"b": NEG_VALUE, "W": 0}
     if exclusive_classes:
@@ -180,6 +167,32 @@ def _rnn_textcat(
         resize_and_set_ref, resizable_layer=resizable_layer
     )
     return model
+
+
+def tok2vec_and_pool(
+    tok2vec: Model[List[Doc], List[Floats2d]], pooling: str, dropout: float, arch: str
+) -> Tuple[Model[List[Doc], List[Floats2d]], Model[InT, OutT], Optional[int]]:
+    """The recurrent path's common part for every RNNTextCat version: the
+    tok2vec (resolved when given as the config default dict), the pooling
+    layer(s) named by `pooling` and the pooled width (None until known).
+    Checks `pooling` and `dropout`; `arch` names the architecture in errors."""
+    if isinstance(tok2vec, dict):  # called from Python with the config default
+        tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
+    poolings = pooling.split("+")
+    unknown = [name for name in poolings if name not in POOLINGS]
+    if unknown or len(set(poolings)) != len(poolings):
+        raise ValueError(
+            f"Unknown or repeated pooling in {pooling!r} for {arch}: "
+            f"expected one of {', '.join(POOLINGS)}, or several different ones "
+            f"joined by '+' (e.g. 'attention+max')."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{arch}: dropout must be in [0, 1), got {dropout}")
+    width = tok2vec.maybe_get_dim("nO")
+    pools = [_make_pool(name, tok2vec, width) for name in poolings]
+    pool = pools[0] if len(pools) == 1 else concatenate(*pools)
+    pooled_width = width * len(pools) if width is not None else None
+    return tok2vec, pool, pooled_width
 
 
 def _make_pool(name: str, tok2vec: Model, width: Optional[int]) -> Model[InT, OutT]:

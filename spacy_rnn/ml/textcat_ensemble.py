@@ -33,7 +33,6 @@ from thinc.api import (
     SparseLinear_v2,
     add,
     chain,
-    concatenate,
     list2ragged,
     resizable,
     with_cpu,
@@ -42,7 +41,7 @@ from thinc.layers.resizable import resize_linear_weighted, resize_model
 from thinc.types import Floats2d
 
 from .dropout import fixed_dropout
-from .textcat import DEFAULT_TOK2VEC, NEG_VALUE, POOLINGS, _make_pool, sigmoid_activation
+from .textcat import DEFAULT_TOK2VEC, NEG_VALUE, sigmoid_activation, tok2vec_and_pool
 
 NGRAM_ATTRS = ("ORTH", "LOWER", "NORM")
 
@@ -74,17 +73,9 @@ def RNNTextCat_v3(
         features that each get few updates before the recurrent path fits the
         training data.
     """
-    if isinstance(tok2vec, dict):  # called from Python with the config default
-        tok2vec = registry.resolve({"tok2vec": tok2vec})["tok2vec"]
-    poolings = pooling.split("+")
-    unknown = [name for name in poolings if name not in POOLINGS]
-    if unknown or len(set(poolings)) != len(poolings):
-        raise ValueError(
-            f"Unknown or repeated pooling in {pooling!r} for spacy_rnn.RNNTextCat.v3: "
-            f"expected one of {', '.join(POOLINGS)}, or several different ones joined by '+'."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"spacy_rnn.RNNTextCat.v3: dropout must be in [0, 1), got {dropout}")
+    tok2vec, pool, pooled_width = tok2vec_and_pool(
+        tok2vec, pooling, dropout, "spacy_rnn.RNNTextCat.v3"
+    )
     if ngram_size < 1:
         raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_size must be >= 1, got {ngram_size}")
     if ngram_attr not in NGRAM_ATTRS:
@@ -94,10 +85,6 @@ def RNNTextCat_v3(
         raise ValueError(f"spacy_rnn.RNNTextCat.v3: length must be >= 1, got {length}")
     if not ngram_scale > 0:
         raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_scale must be > 0, got {ngram_scale}")
-    width = tok2vec.maybe_get_dim("nO")
-    pools = [_make_pool(name, tok2vec, width) for name in poolings]
-    pool = pools[0] if len(pools) == 1 else concatenate(*pools)
-    pooled_width = width * len(pools) if width is not None else None
 
     # A label added after training started gets (almost) zero probability from
     # the softmax: one path's new bias row is NEG_VALUE (the other's 0).
