@@ -73,18 +73,70 @@ def RNNTextCat_v3(
         features that each get few updates before the recurrent path fits the
         training data.
     """
-    tok2vec, pool, pooled_width = tok2vec_and_pool(
-        tok2vec, pooling, dropout, "spacy_rnn.RNNTextCat.v3"
+    return _two_path_textcat(
+        "spacy_rnn.RNNTextCat.v3", tok2vec, pooling, exclusive_classes, nO, dropout,
+        ngram_size, ngram_attr, length, ngram_scale, own_losses=False,
     )
+
+
+@registry.architectures("spacy_rnn.RNNTextCat.v4")
+def RNNTextCat_v4(
+    tok2vec: Model[List[Doc], List[Floats2d]] = DEFAULT_TOK2VEC,  # type: ignore[assignment]
+    pooling: str = "attention",
+    exclusive_classes: bool = True,
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+    ngram_size: int = 2,
+    ngram_attr: str = "ORTH",
+    length: int = 262144,
+    ngram_scale: float = 1.0,
+) -> Model[List[Doc], Floats2d]:
+    """v3's two paths, each trained on its own loss; docs are classified from
+    the mean of the two paths' logits.
+
+    In v3 both paths get the gradient of the joint prediction: once the faster
+    of the two fits a training text, the text's gradient vanishes for the other
+    too ("gradient starvation", Pezeshki et al. 2021). In v4 each path is
+    trained as a classifier of its own (softmax or sigmoid of its own logits
+    against the gold labels), as the members of an ensemble are, so neither
+    stops learning when the other fits the training data; the prediction is
+    their log-linear mean, softmax((z_rnn + z_ngram) / 2).
+
+    The gold labels are read back from the gradient spaCy's `textcat` and
+    `textcat_multilabel` send, `scores - truth` (zero where a label is
+    missing, which then trains neither path). Arguments: as v3.
+    """
+    return _two_path_textcat(
+        "spacy_rnn.RNNTextCat.v4", tok2vec, pooling, exclusive_classes, nO, dropout,
+        ngram_size, ngram_attr, length, ngram_scale, own_losses=True,
+    )
+
+
+def _two_path_textcat(
+    name: str,
+    tok2vec: Model,
+    pooling: str,
+    exclusive_classes: bool,
+    nO: Optional[int],
+    dropout: float,
+    ngram_size: int,
+    ngram_attr: str,
+    length: int,
+    ngram_scale: float,
+    own_losses: bool,
+) -> Model[List[Doc], Floats2d]:
+    """RNNTextCat.v3 (logits summed, trained jointly) or v4 (each path on its
+    own loss, logits averaged)."""
+    tok2vec, pool, pooled_width = tok2vec_and_pool(tok2vec, pooling, dropout, name)
     if ngram_size < 1:
-        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_size must be >= 1, got {ngram_size}")
+        raise ValueError(f"{name}: ngram_size must be >= 1, got {ngram_size}")
     if ngram_attr not in NGRAM_ATTRS:
-        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_attr must be one of "
+        raise ValueError(f"{name}: ngram_attr must be one of "
                          f"{', '.join(NGRAM_ATTRS)}, got {ngram_attr!r}")
     if length < 1:
-        raise ValueError(f"spacy_rnn.RNNTextCat.v3: length must be >= 1, got {length}")
+        raise ValueError(f"{name}: length must be >= 1, got {length}")
     if not ngram_scale > 0:
-        raise ValueError(f"spacy_rnn.RNNTextCat.v3: ngram_scale must be > 0, got {ngram_scale}")
+        raise ValueError(f"{name}: ngram_scale must be > 0, got {ngram_scale}")
 
     # A label added after training started gets (almost) zero probability from
     # the softmax: one path's new bias row is NEG_VALUE (the other's 0).
@@ -102,14 +154,19 @@ def RNNTextCat_v3(
     if ngram_scale != 1.0:
         bow_layers.append(scale_output(ngram_scale))
     bow = with_cpu(chain(*bow_layers), tok2vec.ops)
-    activation = softmax_logits() if exclusive_classes else sigmoid_activation()
-    model = chain(add(recurrent, bow), activation)
+    if own_losses:
+        model = own_loss_paths(recurrent, bow, exclusive_classes)
+        temperature_layer = model
+    else:
+        activation = softmax_logits() if exclusive_classes else sigmoid_activation()
+        model = chain(add(recurrent, bow), activation)
+        temperature_layer = activation
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("pooling", pool)
     model.set_ref("output_layer", rnn_linear)
     model.set_ref("bow_layer", sparse)
     if exclusive_classes:
-        model.set_ref("temperature_layer", activation)
+        model.set_ref("temperature_layer", temperature_layer)
     if nO is not None:
         model.set_dim("nO", cast(int, nO))
     model.attrs["multi_label"] = not exclusive_classes
@@ -174,6 +231,55 @@ def _scale_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2d,
     return X * factor, backprop
 
 
+def own_loss_paths(
+    recurrent: Model[List[Doc], Floats2d], bow: Model[List[Doc], Floats2d], exclusive: bool
+) -> Model[List[Doc], Floats2d]:
+    """Scores = softmax (or sigmoid) of the mean of two models' logits; in
+    training each model gets the cross-entropy gradient of its own prediction,
+    act(z_i) - truth, with truth = scores - dY read from the textcat
+    components' gradient dY = scores - truth (elements where dY is 0, a missing
+    label, train neither)."""
+    attrs: dict = {"exclusive": exclusive}
+    if exclusive:
+        attrs["softmax_temperature"] = 1.0
+    return Model("own_loss_paths", _own_losses_forward, layers=[recurrent, bow],
+                 attrs=attrs, dims={"nO": None}, init=_own_losses_init)
+
+
+def _own_losses_init(model: Model, X: Optional[List[Doc]] = None,
+                     Y: Optional[Floats2d] = None) -> None:
+    for layer in model.layers:
+        layer.initialize(X=X, Y=Y)
+        if layer.has_dim("nO") and layer.get_dim("nO") is not None:
+            model.set_dim("nO", layer.get_dim("nO"), force=True)
+
+
+def _activate(ops: Any, Z: Floats2d, exclusive: bool, temperature: float = 1.0) -> Floats2d:
+    if exclusive:
+        return ops.softmax(Z / temperature if temperature != 1.0 else Z, inplace=False)
+    return ops.sigmoid(Z, inplace=False)
+
+
+def _own_losses_forward(
+    model: Model, docs: List[Doc], is_train: bool
+) -> Tuple[Floats2d, Callable]:
+    recurrent, bow = model.layers
+    exclusive = model.attrs["exclusive"]
+    Z_rnn, bp_rnn = recurrent(docs, is_train)
+    Z_bow, bp_bow = bow(docs, is_train)
+    Y = _activate(model.ops, (Z_rnn + Z_bow) * 0.5, exclusive,
+                  model.attrs.get("softmax_temperature", 1.0))
+
+    def backprop(dY: Floats2d) -> List:
+        truth = Y - dY
+        scored = dY != 0
+        bp_rnn((_activate(model.ops, Z_rnn, exclusive) - truth) * scored)
+        bp_bow((_activate(model.ops, Z_bow, exclusive) - truth) * scored)
+        return []
+
+    return Y, backprop
+
+
 def softmax_logits() -> Model[Floats2d, Floats2d]:
     """Softmax whose backprop passes the incoming gradient straight to the
     logits: spaCy's textcat sends `scores - truth`, the cross-entropy gradient
@@ -193,4 +299,5 @@ def _softmax_forward(model: Model, X: Floats2d, is_train: bool) -> Tuple[Floats2
     return Y, backprop
 
 
-__all__ = ["RNNTextCat_v3", "extract_ngrams", "softmax_logits", "NGRAM_ATTRS"]
+__all__ = ["RNNTextCat_v3", "RNNTextCat_v4", "own_loss_paths", "extract_ngrams", "softmax_logits",
+           "NGRAM_ATTRS"]
