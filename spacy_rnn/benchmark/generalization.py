@@ -123,6 +123,10 @@ SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
     SuiteSystem("textcat_bilstm-v4", "textcat_bilstm.cfg with RNNTextCat.v4 (each path "
                 "on its own loss)", "textcat", "textcat_bilstm.cfg",
                 architecture="spacy_rnn.RNNTextCat.v4", shipped=False),
+    SuiteSystem("textcat_bilstm-v4-ngram10", "textcat_bilstm.cfg with RNNTextCat.v4, "
+                "ngram_scale 10", "textcat", "textcat_bilstm.cfg",
+                architecture="spacy_rnn.RNNTextCat.v4", model_args=(("ngram_scale", 10.0),),
+                shipped=False),
     SuiteSystem("textcat_bilstm_glove-v3", "textcat_bilstm_glove.cfg with RNNTextCat.v3",
                 "textcat", "textcat_bilstm_glove.cfg", vectors=True,
                 architecture="spacy_rnn.RNNTextCat.v3", english_only=True, shipped=False),
@@ -131,7 +135,8 @@ SYSTEMS: Dict[str, SuiteSystem] = {s.name: s for s in [
 GROUPS: Dict[str, List[str]] = {
     "shipped": [s.name for s in SYSTEMS.values() if s.shipped],
     "textcat-candidates": ["textcat_bilstm-v1", "textcat_bilstm-v3", "textcat_bilstm-v3-ngram10",
-                           "textcat_bilstm-v3-ngram30", "textcat_bilstm-v4", "spacy-default"],
+                           "textcat_bilstm-v3-ngram30", "textcat_bilstm-v4",
+                           "textcat_bilstm-v4-ngram10", "spacy-default"],
     "all": list(SYSTEMS),
 }
 
