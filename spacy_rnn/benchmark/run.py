@@ -74,13 +74,15 @@ def run_benchmark(
 def _time_task(
     results: Dict[str, Any], task: str, test: Path, settings: Settings, results_path: Path
 ) -> Dict[str, Any]:
-    """Time every trained pipeline of `task` whose model is still on disk, and save
-    their speeds; RETURNS the merged results."""
+    """Time every trained pipeline of `task` whose model is still on disk (spaCy
+    pipelines and Flair peer models), and save their speeds; RETURNS the merged
+    results."""
     entries = results["systems"]
     pipelines = {
-        name: Path(e["model_dir"])
+        name: Path(e.get("model_dir") or e["flair_model"])
         for name, e in entries.items()
-        if e.get("task") == task and e.get("model_dir") and Path(e["model_dir"]).exists()
+        if e.get("task") == task and (e.get("model_dir") or e.get("flair_model"))
+        and Path(e.get("model_dir") or e["flair_model"]).exists()
     }
     if not pipelines:
         return results

@@ -1,6 +1,8 @@
 """Inference speed: words per second of every trained pipeline of a task, measured
 in this one process in interleaved rounds (ours and spaCy's alternately, `nlp.pipe`
-over the test texts), so that a busy machine slows all systems alike."""
+over the test texts), so that a busy machine slows all systems alike. A Flair peer
+model (a folder flair_peer.train wrote) is timed in the same rounds, its
+`predict` over the same raw texts (flair_peer.make_speed_runner)."""
 import statistics
 import time
 from datetime import datetime, timezone
@@ -36,21 +38,20 @@ def measure_speed(
     """Words per second of each pipeline over `texts`, measured in interleaved
     rounds (every pipeline once per round, in the order given) in this one
     process; the median over rounds is reported, with every round's figure."""
-    import spacy
     import torch
 
     if rounds < 1:
         raise ValueError(f"--speed-rounds must be at least 1, got {rounds}")
     loaded = {}
     for name, path in pipelines.items():
-        nlp = spacy.load(path)
-        list(nlp.pipe(texts[:batch_size], batch_size=batch_size))  # warm-up
-        loaded[name] = nlp
+        run = _load_runner(Path(path), batch_size)
+        run(texts[:batch_size])  # warm-up
+        loaded[name] = run
     runs: Dict[str, List[float]] = {name: [] for name in loaded}
     for round_ in range(rounds):
-        for name, nlp in loaded.items():
+        for name, run in loaded.items():
             start = time.perf_counter()
-            n_words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
+            n_words = run(texts)
             wps = n_words / (time.perf_counter() - start)
             runs[name].append(wps)
             log(f"  speed round {round_ + 1}/{rounds}: {name:28s} {wps:10,.0f} words/s")
@@ -67,3 +68,20 @@ def measure_speed(
         }
         for name, values in runs.items()
     }
+
+
+def _load_runner(path: Path, batch_size: int) -> Callable[[List[str]], int]:
+    """A function that processes texts with the pipeline at `path` (a spaCy
+    pipeline, or a Flair peer model) and RETURNS the number of words it saw."""
+    from .flair_peer import is_flair_model, make_speed_runner
+
+    if is_flair_model(path):
+        return make_speed_runner(path, batch_size)
+    import spacy
+
+    nlp = spacy.load(path)
+
+    def run(texts: List[str]) -> int:
+        return sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
+
+    return run

@@ -16,7 +16,8 @@ class System:
     name: key in results.json and on the command line.
     label: how the tables name it.
     task: "ner" or "sentiment".
-    kind: "spacy" (trained with `spacy train`) or "baseline".
+    kind: "spacy" (trained with `spacy train`), "baseline" or "flair" (a peer
+        library's system, flair_peer.py).
     ours: a spacy-rnn pipeline (as opposed to spaCy's own or a baseline).
     config: a file under configs/, or None for a generated spaCy config.
     generate: (pipe, optimize) for `spacy init config -p PIPE -o OPTIMIZE`.
@@ -87,31 +88,51 @@ def _sentiment_systems() -> List[System]:
     return out
 
 
+def _peer_systems() -> List[System]:
+    """Flair 0.15.1 (the `peers` extra): the same model families as ours, with
+    Flair's recommended settings (flair_peer.FLAIR_SETTINGS)."""
+    out = []
+    for vectors in (False, True):
+        suffix, note = ("-glove", " + GloVe") if vectors else ("", "")
+        out += [
+            System(f"flair-ner{suffix}", f"Flair SequenceTagger BiLSTM-CRF{note} (peer)", "ner",
+                   "flair", vectors=vectors),
+            System(f"flair-sst2{suffix}", f"Flair TextClassifier BiLSTM{note} (peer)",
+                   "sentiment", "flair", vectors=vectors),
+        ]
+    return out
+
+
 SYSTEMS: Dict[str, System] = {s.name: s for s in _ner_systems() + _sentiment_systems()}
+# Peer systems need an extra (flair): run by name or with the `peers` group only,
+# never as part of `all`, `ner` or `sentiment`.
+PEERS: Dict[str, System] = {s.name: s for s in _peer_systems()}
 GROUPS: Dict[str, List[str]] = {
     "ner": [s.name for s in SYSTEMS.values() if s.task == "ner"],
     "sentiment": [s.name for s in SYSTEMS.values() if s.task == "sentiment"],
     "rnn-textcat": [f"rnn-textcat-{p}" for p in POOLINGS],
 }
 GROUPS["all"] = GROUPS["ner"] + GROUPS["sentiment"]
+GROUPS["peers"] = list(PEERS)
 
 
 def resolve_systems(spec: str) -> List[System]:
-    """Comma-separated system names and groups (all, ner, sentiment, rnn-textcat) -> systems."""
+    """Comma-separated system names and groups (all, ner, sentiment, rnn-textcat,
+    peers) -> systems."""
     names: List[str] = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
         if item in GROUPS:
             names.extend(GROUPS[item])
-        elif item in SYSTEMS:
+        elif item in SYSTEMS or item in PEERS:
             names.append(item)
         else:
-            known = ", ".join(list(GROUPS) + list(SYSTEMS))
+            known = ", ".join(list(GROUPS) + list(SYSTEMS) + list(PEERS))
             raise ValueError(f"unknown system {item!r}; choose from: {known}")
     if not names:
         raise ValueError("no systems given")
-    return [SYSTEMS[n] for n in dict.fromkeys(names)]
+    return [SYSTEMS[n] if n in SYSTEMS else PEERS[n] for n in dict.fromkeys(names)]
 
 
 @dataclass

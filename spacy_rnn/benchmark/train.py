@@ -1,6 +1,7 @@
-"""One system of a run: train it in a child process (`spacy train`, or `python -m
-spacy_rnn baseline` for the feature baselines), evaluate it, and make its entry
-of results.json."""
+"""One system of a run: train it in a child process (`spacy train`, `python -m
+spacy_rnn baseline` for the feature baselines, `python -m
+spacy_rnn.benchmark.flair_peer train` for the Flair peers), evaluate it, and
+make its entry of results.json."""
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -17,6 +18,9 @@ from .runner import ChildResult, read_training_log, run_child
 from .systems import Settings, System, command_for
 
 BASELINE_STEMS = {"lr": "ner-logreg", "crf": "ner-crf", "tfidf": "textcat-tfidf-logreg"}
+#: A Flair child stops its own training at the time limit, then predicts dev and
+#: test; the harness ends it only if that takes this much longer (seconds).
+FLAIR_PREDICT_ALLOWANCE = 20 * 60
 
 
 def _identity(system: System) -> Dict[str, Any]:
@@ -59,6 +63,8 @@ def train_system(
     job = _Job(system, settings, data, sys_dir, timeout, entry)
     if system.kind == "baseline":
         split_metrics = _train_baseline(job)
+    elif system.kind == "flair":
+        split_metrics = _train_flair(job)
     else:
         split_metrics = _train_pipeline(job, name or system.name, config_options)
     entry["dev"] = headline(system.task, split_metrics["dev"])
@@ -139,3 +145,51 @@ def _train_pipeline(job: _Job, name: str, config_options: Dict[str, Any]) -> Dic
                      steps=curve[-1][0] if curve else None)
     msg.text(f"{system.name}: evaluating {model_dir}")
     return evaluate_model(model_dir, data, settings.output / "scores", name)
+
+
+def _train_flair(job: _Job) -> Dict[str, Any]:
+    """A Flair peer: trained, and its dev/test predictions written, by a child
+    process (flair_peer.train), which stops its own training at the time limit;
+    scored here with spacy_rnn.evaluation on the same gold sentences as ours.
+    The model folder goes into the entry as `flair_model` (not `model_dir`,
+    which names a spaCy pipeline)."""
+    from ..evaluation import evaluate_docs, load_docs, write_metrics
+    from .flair_peer import META_FILE, flair_vectors_path, write_glove_keyedvectors
+
+    system, settings, data, sys_dir = job.system, job.settings, job.data, job.sys_dir
+    out_dir = sys_dir / "flair-model"
+    cmd: List[Any] = [sys.executable, "-m", "spacy_rnn.benchmark.flair_peer", "train",
+                      system.task, data["train"], data["dev"], data["test"], out_dir]
+    if system.vectors:
+        kv = flair_vectors_path(settings.vectors)
+        if not kv.exists():
+            msg.text(f"{system.name}: writing the GloVe table Flair reads to {kv}")
+            write_glove_keyedvectors(kv)
+        cmd += ["--vectors", kv]
+    if settings.max_minutes:
+        cmd += ["--max-minutes", str(settings.max_minutes)]
+    if settings.max_steps:
+        cmd += ["--max-steps", str(settings.max_steps)]
+    if job.timeout is not None:
+        job.timeout += FLAIR_PREDICT_ALLOWANCE
+    child = job.run(cmd)
+    if child.returncode != 0:
+        raise RuntimeError(f"{system.name}: flair training failed (exit {child.returncode}"
+                           f"{', time limit' if child.timed_out else ''}); "
+                           f"see {sys_dir / 'train.log'}")
+    meta = json.loads((out_dir / META_FILE).read_text(encoding="utf8"))
+    curve = [tuple(point) for point in meta.get("curve", [])]
+    job.entry.update(flair_model=str(out_dir), timed_out=meta["timed_out"], curve=curve,
+                     steps=meta.get("steps"), epochs=meta.get("epochs"),
+                     fit_seconds=meta.get("fit_seconds"), flair=meta.get("flair"),
+                     trainer_settings=meta.get("trainer_settings"))
+    split_metrics = {}
+    for split in ("dev", "test"):
+        gold = load_docs(data[split])
+        pred = load_docs(out_dir / "predictions" / f"{split}.spacy")
+        metrics = {"meta": {"system": system.name, "kind": "flair", "split": split,
+                            "source": str(out_dir), "gold_preproc": True}}
+        metrics.update(evaluate_docs(gold, pred))
+        write_metrics(metrics, settings.output / "scores" / f"{system.name}-{split}.json")
+        split_metrics[split] = metrics
+    return split_metrics
