@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from thinc.api import Adam
 
 import spacy_rnn.ml.crf as crf_module
+import spacy_rnn.ml.crf_torch as crf_torch
 from spacy_rnn.ml.chains import ChainLayout
 from spacy_rnn.ml.crf import (
     CRF,
@@ -379,21 +380,27 @@ def test_crf_chain_loss_is_the_sum_over_chains():
 
 
 def test_crf_torch_work_runs_under_the_thread_policy(monkeypatch):
-    """Decoding and the loss run torch with the policy's threads (1 here) and
-    give the caller's setting back."""
+    """The torch work (the k-best search, the loss) runs with the policy's
+    threads (1 here) and gives the caller's setting back; 1-best decoding
+    runs in numpy and calls no torch CRF function."""
     seen = []
-    real_viterbi, real_nll = crf_module.viterbi, crf_module.nll
+    real_kbest, real_nll = crf_module.kbest_viterbi, crf_module.nll
 
-    def viterbi_spy(*args):
-        seen.append(("viterbi", torch.get_num_threads()))
-        return real_viterbi(*args)
+    def kbest_spy(*args):
+        seen.append(("kbest_viterbi", torch.get_num_threads()))
+        return real_kbest(*args)
 
     def nll_spy(*args):
         seen.append(("nll", torch.get_num_threads()))
         return real_nll(*args)
 
-    monkeypatch.setattr(crf_module, "viterbi", viterbi_spy)
+    def torch_viterbi_spy(*args):
+        seen.append(("torch viterbi", torch.get_num_threads()))
+        return crf_torch.viterbi(*args)
+
+    monkeypatch.setattr(crf_module, "kbest_viterbi", kbest_spy)
     monkeypatch.setattr(crf_module, "nll", nll_spy)
+    monkeypatch.setattr(crf_module, "viterbi", torch_viterbi_spy)
     crf, tags = crf_layer("BILUO")
     layout = ChainLayout([3], numpy.array([3]))
     emissions = numpy.ones((3, len(tags)), dtype="float32")
@@ -402,12 +409,13 @@ def test_crf_torch_work_runs_under_the_thread_policy(monkeypatch):
     try:
         torch.set_num_threads(2)
         decode_entities(crf, emissions, layout)
+        decode_with_nbest(crf, emissions, layout, 2)
         chain_loss(crf, emissions, numpy.array([0, 0, 0]), layout)
         assert torch.get_num_threads() == 2
     finally:
         set_torch_threads(None)
         torch.set_num_threads(before)
-    assert seen == [("viterbi", 1), ("nll", 1)]
+    assert seen == [("kbest_viterbi", 1), ("nll", 1)]
 
 
 # ---- n-best, temperature, span probabilities -------------------------------------

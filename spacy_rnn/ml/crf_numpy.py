@@ -1,0 +1,336 @@
+"""Prediction-time inference of a linear-chain CRF in numpy (float64):
+Viterbi, forward-backward and the log marginal probability of spans.
+
+At prediction nothing needs a gradient, and the work is a loop over the
+steps of the longest chain of arrays of (running chains, K) numbers: torch
+spends several microseconds of dispatch per operation on arrays that small,
+numpy about one, so a 5,000-token chain (a document without sentence
+boundaries) takes a fraction of the torch loop's time. The torch versions in
+`spacy_rnn.ml.crf_torch` stay for training (the loss needs autograd) and the
+k-best search; the functions here give the same results to float tolerance
+(tested against them and against brute force).
+
+Shapes and conventions are those of `crf_torch`: emissions (B, T, K) padded
+after each chain's `lengths[b]` steps; transitions[i, j] scores tag j after
+tag i; constraints already applied (forbidden scores NEG, finite). Chains are
+processed longest first, so that at step t only the chains still running
+(the first n_t of the sorted batch) do any work.
+
+Forward-backward runs in the scaled probability form (Rabiner, 1989): the
+exponentials of the transition, start and end scores are taken once, each
+step is one (n, K) x (K, K) product and is normalised to sum 1, and the logs
+of the normalisers are summed after the loop. A chain whose normaliser
+underflows (only when scores differ by hundreds of nats, e.g. at a very low
+temperature) is recomputed in log space (`log_forward_backward`).
+"""
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy
+
+# A step normaliser below this is treated as underflow (float64 subnormals
+# start at 2.2e-308; well above, the normalised values keep full precision).
+TINY = 1e-250
+
+
+class ForwardBackward(NamedTuple):
+    """Forward and backward scores, scaled: the log forward score of tag k at
+    step t of chain b (path prefixes ending in k at t, emission at t
+    included) is log(alpha[b, t, k]) + alpha_log[b, t]; the backward one
+    (suffixes after k at t, `end` included) is log(beta[b, t, k]) +
+    beta_log[b, t]. log_z (B,): the log partition. Values at padding steps
+    are meaningless. `fallback` (B,) bool: chains computed in log space."""
+
+    alpha: numpy.ndarray  # (B, T, K) float64, each real step's row sums to 1 (or has max 1)
+    alpha_log: numpy.ndarray  # (B, T) float64
+    beta: numpy.ndarray  # (B, T, K) float64
+    beta_log: numpy.ndarray  # (B, T) float64
+    log_z: numpy.ndarray  # (B,) float64
+    fallback: numpy.ndarray  # (B,) bool
+
+
+def by_length(lengths: numpy.ndarray, T: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The chains longest first (`order`, stable) and, for each step t < T,
+    how many of them are still running (`running[t]`, lengths > t)."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    order = numpy.argsort(-lengths, kind="stable")
+    # shape: (T,)
+    running = len(lengths) - numpy.searchsorted(
+        numpy.sort(lengths), numpy.arange(T), side="right"
+    )
+    return order, running
+
+
+def _inverse(order: numpy.ndarray) -> numpy.ndarray:
+    inverse = numpy.empty_like(order)
+    inverse[order] = numpy.arange(len(order))
+    return inverse
+
+
+def _check(emissions: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[int, int, int]:
+    if emissions.ndim != 3:
+        raise ValueError(
+            f"emissions must be (batch, steps, tags), got shape {tuple(emissions.shape)}"
+        )
+    B, T, K = emissions.shape
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must be ({B},), got {tuple(lengths.shape)}")
+    if B and ((lengths < 1).any() or (lengths > T).any()):
+        raise ValueError(f"every chain needs between 1 and {T} steps")
+    return B, T, K
+
+
+def viterbi(
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The best tag path per chain (max-plus, float64).
+
+    RETURNS (tags, scores): tags (B, T) int64 (padding steps hold the last
+        tag), scores (B,) float64, the best paths' log scores. Ties go to the
+        lower tag id, as in `crf_torch.viterbi`.
+    """
+    emissions = numpy.asarray(emissions, dtype="float64")
+    lengths = numpy.asarray(lengths, dtype="int64")
+    B, T, K = _check(emissions, lengths)
+    tags = numpy.zeros((B, T), dtype="int64")
+    if B == 0 or T == 0:
+        return tags, numpy.zeros((B,), dtype="float64")
+    rows = numpy.arange(B)
+    order, running = by_length(lengths, T)
+    emissions = emissions[order]
+    transitions = numpy.asarray(transitions, dtype="float64")
+    # (current, previous) order: the max runs over the contiguous last axis
+    trans_t = numpy.ascontiguousarray(transitions.T)
+    # shape: (B, T, K): the best score of the prefixes ending in each tag.
+    # The back-pointers are not stored: backtracking recomputes the argmax
+    # for the one tag of the path at each step, (n, K) work instead of
+    # (n, K, K), with the same sums (so the same ties) as the forward pass.
+    score = numpy.zeros((B, T, K))
+    score[:, 0] = start + emissions[:, 0]
+    for t in range(1, T):
+        n = running[t]
+        # shape: (n, 1, K_prev) + (K_cur, K_prev) -> max over K_prev -> (n, K_cur)
+        best = (score[:n, t - 1, None, :] + trans_t).max(axis=2)
+        numpy.add(best, emissions[:n, t], out=score[:n, t])
+    final = score[rows, lengths[order] - 1] + end
+    current = final.argmax(axis=1)
+    best_score = final[rows, current]
+    # Chains past their end keep their last tag: padding repeats it.
+    for t in range(T - 1, 0, -1):
+        n = running[t]
+        tags[:, t] = current
+        # shape: (n, K_prev): the scores of moving into each running chain's tag at t
+        into = score[:n, t - 1] + trans_t[current[:n]]
+        current[:n] = into.argmax(axis=1)
+    tags[:, 0] = current
+    inverse = _inverse(order)
+    return tags[inverse], best_score[inverse]
+
+
+def forward_backward(
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> ForwardBackward:
+    """Forward and backward scores of every chain, in the scaled form, with
+    chains whose normalisers underflow redone in log space."""
+    emissions = numpy.asarray(emissions, dtype="float64")
+    lengths = numpy.asarray(lengths, dtype="int64")
+    transitions = numpy.asarray(transitions, dtype="float64")
+    start = numpy.asarray(start, dtype="float64")
+    end = numpy.asarray(end, dtype="float64")
+    B, T, K = _check(emissions, lengths)
+    if B == 0 or T == 0:
+        zeros = numpy.zeros((B, T, K))
+        return ForwardBackward(
+            zeros, zeros[:, :, 0], zeros, zeros[:, :, 0], numpy.zeros(B), numpy.zeros(B, bool)
+        )
+    order, running = by_length(lengths, T)
+    emissions = emissions[order]
+    lengths = lengths[order]
+    rows = numpy.arange(B)
+    mask = numpy.arange(T)[None, :] < lengths[:, None]
+    # Exponentials once, each scaled by its maximum (so none overflows).
+    # shape: (B, T)
+    e_max = emissions.max(axis=2)
+    # shape: (B, T, K)
+    gains = numpy.exp(emissions - e_max[:, :, None])
+    t_max, s_max, end_max = transitions.max(), start.max(), end.max()
+    probs = numpy.exp(transitions - t_max)
+    probs_t = numpy.ascontiguousarray(probs.T)
+    exp_end = numpy.exp(end - end_max)
+    with numpy.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        alpha = numpy.zeros((B, T, K))
+        norms = numpy.ones((B, T))
+        first = numpy.exp(start - s_max) * gains[:, 0]
+        norms[:, 0] = first.sum(axis=1)
+        alpha[:, 0] = first / norms[:, 0, None]
+        for t in range(1, T):
+            n = running[t]
+            # shape: (n, K) @ (K, K) -> (n, K): sum over the previous tag
+            nxt = (alpha[:n, t - 1] @ probs) * gains[:n, t]
+            norm = nxt.sum(axis=1)
+            norms[:n, t] = norm
+            alpha[:n, t] = nxt / norm[:, None]
+        beta = numpy.zeros((B, T, K))
+        b_norms = numpy.ones((B, T))
+        last = lengths - 1
+        end_sum = exp_end.sum()
+        beta[rows, last] = exp_end / end_sum
+        b_norms[rows, last] = end_sum
+        for t in range(T - 2, -1, -1):
+            n = running[t + 1]
+            # shape: (n, K) @ (K, K) -> (n, K): sum over the next tag
+            nxt = (gains[:n, t + 1] * beta[:n, t + 1]) @ probs_t
+            norm = nxt.sum(axis=1)
+            b_norms[:n, t] = norm
+            beta[:n, t] = nxt / norm[:, None]
+        # A normaliser that underflowed (or a NaN after it) marks its chain.
+        bad = ~((norms >= TINY) & (b_norms >= TINY) & numpy.isfinite(norms + b_norms))
+        fallback = (bad & mask).any(axis=1)
+        # Log scales: alpha's sums the normalisers and the maxima taken out up
+        # to t; beta's from t to the chain's end.
+        steps = numpy.log(norms) + e_max
+        steps[:, 0] += s_max
+        steps[:, 1:] += t_max
+        alpha_log = numpy.cumsum(numpy.where(mask, steps, 0.0), axis=1)
+        b_steps = numpy.log(b_norms)
+        b_steps[:, :-1] += numpy.where(mask[:, 1:], e_max[:, 1:] + t_max, 0.0)
+        b_steps[rows, last] += end_max
+        b_steps = numpy.where(mask, b_steps, 0.0)
+        beta_log = numpy.cumsum(b_steps[:, ::-1], axis=1)[:, ::-1]
+        log_z = numpy.log((alpha[:, 0] * beta[:, 0]).sum(axis=1)) + alpha_log[:, 0] + beta_log[:, 0]
+    redo = numpy.flatnonzero(fallback)
+    if len(redo):
+        log_alpha, log_beta, redo_z = log_forward_backward(
+            emissions[redo], lengths[redo], transitions, start, end
+        )
+        alpha[redo], alpha_log[redo] = _scaled(log_alpha)
+        beta[redo], beta_log[redo] = _scaled(log_beta)
+        log_z[redo] = redo_z
+    inverse = _inverse(order)
+    return ForwardBackward(
+        alpha[inverse],
+        alpha_log[inverse],
+        beta[inverse],
+        beta_log[inverse],
+        log_z[inverse],
+        fallback[inverse],
+    )
+
+
+def _scaled(log_scores: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """(B, T, K) log scores -> exp(scores - max over K) and that max (B, T)."""
+    top = log_scores.max(axis=2)
+    return numpy.exp(log_scores - top[:, :, None]), top
+
+
+def logsumexp(scores: numpy.ndarray, axis: int) -> numpy.ndarray:
+    """log(sum(exp(scores))) along `axis`, stable; -inf where all are -inf."""
+    top = scores.max(axis=axis, keepdims=True)
+    safe = numpy.where(numpy.isfinite(top), top, 0.0)
+    with numpy.errstate(divide="ignore"):
+        out = numpy.log(numpy.exp(scores - safe).sum(axis=axis, keepdims=True)) + safe
+    return numpy.squeeze(out, axis=axis)
+
+
+def log_forward_backward(
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Forward and backward log scores (B, T, K) and log Z (B,), computed in
+    log space: slower than the scaled form (a (n, K, K) logsumexp per step),
+    exact whatever the range of the scores. The chains must be sorted
+    longest first."""
+    B, T, K = emissions.shape
+    _, running = by_length(lengths, T)
+    if (numpy.diff(lengths) > 0).any():
+        raise ValueError("log_forward_backward: chains must be sorted longest first")
+    rows = numpy.arange(B)
+    alpha = numpy.zeros((B, T, K))
+    alpha[:, 0] = start + emissions[:, 0]
+    for t in range(1, T):
+        n = running[t]
+        # shape: (n, K_prev, 1) + (K_prev, K_cur) -> log sum over K_prev -> (n, K_cur)
+        alpha[:n, t] = logsumexp(alpha[:n, t - 1, :, None] + transitions, axis=1)
+        alpha[:n, t] += emissions[:n, t]
+    beta = numpy.zeros((B, T, K))
+    beta[rows, lengths - 1] = end
+    for t in range(T - 2, -1, -1):
+        n = running[t + 1]
+        # shape: (K_cur, K_next) + (n, 1, K_next) -> log sum over K_next -> (n, K_cur)
+        nxt = (emissions[:n, t + 1] + beta[:n, t + 1])[:, None, :]
+        beta[:n, t] = logsumexp(transitions + nxt, axis=2)
+    log_z = logsumexp(alpha[:, 0] + beta[:, 0], axis=1)
+    return alpha, beta, log_z
+
+
+def marginals(fb: ForwardBackward, lengths: numpy.ndarray) -> numpy.ndarray:
+    """P(tag at t = k | x): (B, T, K), zero at padding."""
+    B, T, _ = fb.alpha.shape
+    mask = numpy.arange(T)[None, :] < numpy.asarray(lengths)[:, None]
+    scale = numpy.exp(numpy.where(mask, fb.alpha_log + fb.beta_log - fb.log_z[:, None], -numpy.inf))
+    return fb.alpha * fb.beta * scale[:, :, None]
+
+
+def span_log_probs(
+    fb: ForwardBackward,
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    tags: numpy.ndarray,
+    spans: numpy.ndarray,
+    continues: Optional[numpy.ndarray] = None,
+) -> numpy.ndarray:
+    """Log marginal probability of each span's tag path (see
+    `crf_torch.span_log_probs` for the formula), from the scores `fb` of
+    `forward_backward` on the same emissions and transitions.
+
+    tags (ndarray): (B, T) the paths the spans are read from. spans
+        (ndarray): (N, 3) int rows (b, s, e), e inclusive. continues
+        (ndarray): (K, K) bool, tag j continues the entity of tag i.
+    RETURNS (ndarray): (N,) float64 log probabilities (<= 0).
+    """
+    if len(spans) == 0:
+        return numpy.zeros((0,), dtype="float64")
+    emissions = numpy.asarray(emissions, dtype="float64")
+    transitions = numpy.asarray(transitions, dtype="float64")
+    tags = numpy.asarray(tags, dtype="int64")
+    lengths = numpy.asarray(lengths, dtype="int64")
+    B, T, K = emissions.shape
+    spans = numpy.asarray(spans, dtype="int64")
+    b, s, e = spans[:, 0], spans[:, 1], spans[:, 2]
+    # shape: (B, T): score of moving into the path's tag at t, for t >= 1
+    step = numpy.take_along_axis(emissions, tags[:, :, None], axis=2)[:, :, 0]
+    step[:, 1:] += transitions[tags[:, :-1], tags[:, 1:]]
+    step[:, 0] = 0.0
+    cum = numpy.cumsum(step, axis=1)
+    y_s = tags[b, s]
+    y_e = tags[b, e]
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        inner = numpy.log(fb.alpha[b, s, y_s]) + fb.alpha_log[b, s] + cum[b, e] - cum[b, s]
+        is_last = e + 1 >= lengths[b]
+        e1 = numpy.minimum(e + 1, T - 1)
+        # shape: (N, K): scores of the tags that may follow each span's last tag
+        following = (
+            transitions[y_e]
+            + emissions[b, e1]
+            + numpy.log(fb.beta[b, e1])
+            + fb.beta_log[b, e1][:, None]
+        )
+        if continues is not None:
+            following = numpy.where(numpy.asarray(continues)[y_e], -numpy.inf, following)
+        # A span at its chain's end: the suffix after it is `end` alone.
+        closing = logsumexp(numpy.where(is_last[:, None], 0.0, following), axis=1)
+        tail = numpy.where(is_last, numpy.log(fb.beta[b, e, y_e]) + fb.beta_log[b, e], closing)
+        logp = inner + tail - fb.log_z[b]
+    return numpy.minimum(logp, 0.0)
