@@ -330,25 +330,33 @@ class CRFEntityRecognizer(TrainablePipe):
         has fewer valid paths; they sum to at most 1). A path without entities
         shows only in "probs".
         """
-        labels = self.labels
         key = self.cfg["spans_key"]
         write_ents = self.cfg["write_ents"]
         offsets = prediction.doc_offsets
         raw = prediction.raw_scores is not prediction.scores
-        # First entity of each doc
-        first = numpy.searchsorted(prediction.starts, offsets)
+        # The batch's entities as Python lists, once: doc-relative offsets,
+        # label ids in the StringStore, scores (per-entity numpy scalars cost
+        # more than the Spans themselves).
+        first = numpy.searchsorted(prediction.starts, offsets).tolist()
+        doc_of = numpy.searchsorted(offsets, prediction.starts, side="right") - 1
+        base = offsets[doc_of]
+        starts = (prediction.starts - base).tolist()
+        ends = (prediction.ends - base).tolist()
+        label_ids = numpy.array(
+            [self.vocab.strings.add(label) for label in self.labels], dtype="uint64"
+        )
+        labels = label_ids[prediction.labels].tolist()
+        scores = prediction.scores.tolist()
+        raw_scores = prediction.raw_scores.tolist() if raw else None
         for i, doc in enumerate(docs):
             lo, hi = first[i], first[i + 1]
-            base = offsets[i]
             spans = [
-                Span(doc, int(s) - base, int(e) - base, label=labels[lab])
-                for s, e, lab in zip(
-                    prediction.starts[lo:hi], prediction.ends[lo:hi], prediction.labels[lo:hi]
-                )
+                Span(doc, s, e, label=lab)
+                for s, e, lab in zip(starts[lo:hi], ends[lo:hi], labels[lo:hi])
             ]
-            attrs = {"scores": prediction.scores[lo:hi].tolist()}
+            attrs = {"scores": scores[lo:hi]}
             if raw:
-                attrs["raw_scores"] = prediction.raw_scores[lo:hi].tolist()
+                attrs["raw_scores"] = raw_scores[lo:hi]
             doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs=attrs)
             if prediction.nbest is not None:
                 self._set_nbest(doc, i, prediction)
