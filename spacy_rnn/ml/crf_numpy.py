@@ -39,7 +39,11 @@ class ForwardBackward(NamedTuple):
     included) is log(alpha[b, t, k]) + alpha_log[b, t]; the backward one
     (suffixes after k at t, `end` included) is log(beta[b, t, k]) +
     beta_log[b, t]. log_z (B,): the log partition. Values at padding steps
-    are meaningless. `fallback` (B,) bool: chains computed in log space."""
+    are meaningless. `fallback` (B,) bool: the chains computed in log space,
+    whose exact log scores are `exact_alpha` and `exact_beta` (one row per
+    fallback chain, in batch order; alpha and beta hold them scaled by their
+    maximum over K, which loses the tags far below it: read scores through
+    `log_alpha` and `log_beta`)."""
 
     alpha: numpy.ndarray  # (B, T, K) float64, each real step's row sums to 1 (or has max 1)
     alpha_log: numpy.ndarray  # (B, T) float64
@@ -47,6 +51,8 @@ class ForwardBackward(NamedTuple):
     beta_log: numpy.ndarray  # (B, T) float64
     log_z: numpy.ndarray  # (B,) float64
     fallback: numpy.ndarray  # (B,) bool
+    exact_alpha: numpy.ndarray  # (n_fallback, T, K) float64 log scores
+    exact_beta: numpy.ndarray  # (n_fallback, T, K) float64 log scores
 
 
 def by_length(lengths: numpy.ndarray, T: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -149,7 +155,14 @@ def forward_backward(
     if B == 0 or T == 0:
         zeros = numpy.zeros((B, T, K))
         return ForwardBackward(
-            zeros, zeros[:, :, 0], zeros, zeros[:, :, 0], numpy.zeros(B), numpy.zeros(B, bool)
+            zeros,
+            zeros[:, :, 0],
+            zeros,
+            zeros[:, :, 0],
+            numpy.zeros(B),
+            numpy.zeros(B, bool),
+            zeros[:0],
+            zeros[:0],
         )
     order, running = by_length(lengths, T)
     emissions = emissions[order]
@@ -191,9 +204,6 @@ def forward_backward(
             norm = nxt.sum(axis=1)
             b_norms[:n, t] = norm
             beta[:n, t] = nxt / norm[:, None]
-        # A normaliser that underflowed (or a NaN after it) marks its chain.
-        bad = ~((norms >= TINY) & (b_norms >= TINY) & numpy.isfinite(norms + b_norms))
-        fallback = (bad & mask).any(axis=1)
         # Log scales: alpha's sums the normalisers and the maxima taken out up
         # to t; beta's from t to the chain's end.
         steps = numpy.log(norms) + e_max
@@ -205,16 +215,31 @@ def forward_backward(
         b_steps[rows, last] += end_max
         b_steps = numpy.where(mask, b_steps, 0.0)
         beta_log = numpy.cumsum(b_steps[:, ::-1], axis=1)[:, ::-1]
-        log_z = numpy.log((alpha[:, 0] * beta[:, 0]).sum(axis=1)) + alpha_log[:, 0] + beta_log[:, 0]
+        # shape: (B, T): log Z read at every step, sum_k alpha[t, k] beta[t, k]
+        z_steps = numpy.log((alpha * beta).sum(axis=2)) + alpha_log + beta_log
+        log_z = z_steps[:, 0]
+        # A normaliser that underflowed (or a NaN after it) marks its chain;
+        # so does a step where forward and backward disagree on log Z: the
+        # scaled form drops a tag whose score is e^-745 below the best at its
+        # step, which matters only if the rest of the chain reverses that (a
+        # range of hundreds of nats), and then the tag is missing from that
+        # step's sum.
+        tolerance = 1e-7 * numpy.maximum(1.0, numpy.abs(log_z))
+        off = numpy.abs(z_steps - log_z[:, None]) > tolerance[:, None]
+        bad = ~((norms >= TINY) & (b_norms >= TINY) & numpy.isfinite(z_steps)) | off
+        fallback = (bad & mask).any(axis=1)
     redo = numpy.flatnonzero(fallback)
+    exact_alpha = exact_beta = numpy.zeros((0, T, K))
     if len(redo):
-        log_alpha, log_beta, redo_z = log_forward_backward(
+        exact_alpha, exact_beta, redo_z = log_forward_backward(
             emissions[redo], lengths[redo], transitions, start, end
         )
-        alpha[redo], alpha_log[redo] = _scaled(log_alpha)
-        beta[redo], beta_log[redo] = _scaled(log_beta)
+        alpha[redo], alpha_log[redo] = _scaled(exact_alpha)
+        beta[redo], beta_log[redo] = _scaled(exact_beta)
         log_z[redo] = redo_z
     inverse = _inverse(order)
+    # The fallback rows in batch order
+    by_batch = numpy.argsort(order[redo], kind="stable")
     return ForwardBackward(
         alpha[inverse],
         alpha_log[inverse],
@@ -222,7 +247,35 @@ def forward_backward(
         beta_log[inverse],
         log_z[inverse],
         fallback[inverse],
+        exact_alpha[by_batch],
+        exact_beta[by_batch],
     )
+
+
+def _log_scores(
+    fb: ForwardBackward, side: str, b: numpy.ndarray, t: numpy.ndarray
+) -> numpy.ndarray:
+    """(N, K) log forward ("alpha") or backward ("beta") scores at steps
+    (b[i], t[i]), exact for the fallback chains too."""
+    scaled, scale = (fb.alpha, fb.alpha_log) if side == "alpha" else (fb.beta, fb.beta_log)
+    with numpy.errstate(divide="ignore"):
+        out = numpy.log(scaled[b, t]) + scale[b, t][:, None]
+    if len(fb.exact_alpha):
+        slot = numpy.cumsum(fb.fallback) - 1
+        hit = fb.fallback[b]
+        exact = fb.exact_alpha if side == "alpha" else fb.exact_beta
+        out[hit] = exact[slot[b[hit]], t[hit]]
+    return out
+
+
+def log_alpha(fb: ForwardBackward, b: numpy.ndarray, t: numpy.ndarray) -> numpy.ndarray:
+    """The log forward scores (N, K) at steps (b[i], t[i])."""
+    return _log_scores(fb, "alpha", b, t)
+
+
+def log_beta(fb: ForwardBackward, b: numpy.ndarray, t: numpy.ndarray) -> numpy.ndarray:
+    """The log backward scores (N, K) at steps (b[i], t[i])."""
+    return _log_scores(fb, "beta", b, t)
 
 
 def _scaled(log_scores: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -278,8 +331,13 @@ def marginals(fb: ForwardBackward, lengths: numpy.ndarray) -> numpy.ndarray:
     """P(tag at t = k | x): (B, T, K), zero at padding."""
     B, T, _ = fb.alpha.shape
     mask = numpy.arange(T)[None, :] < numpy.asarray(lengths)[:, None]
-    scale = numpy.exp(numpy.where(mask, fb.alpha_log + fb.beta_log - fb.log_z[:, None], -numpy.inf))
-    return fb.alpha * fb.beta * scale[:, :, None]
+    with numpy.errstate(divide="ignore", invalid="ignore"):
+        log_a = numpy.log(fb.alpha) + fb.alpha_log[:, :, None]
+        log_b = numpy.log(fb.beta) + fb.beta_log[:, :, None]
+    log_a[fb.fallback] = fb.exact_alpha
+    log_b[fb.fallback] = fb.exact_beta
+    logp = log_a + log_b - fb.log_z[:, None, None]
+    return numpy.where(mask[:, :, None], numpy.exp(numpy.minimum(logp, 0.0)), 0.0)
 
 
 def span_log_probs(
@@ -316,21 +374,16 @@ def span_log_probs(
     cum = numpy.cumsum(step, axis=1)
     y_s = tags[b, s]
     y_e = tags[b, e]
-    with numpy.errstate(divide="ignore", invalid="ignore"):
-        inner = numpy.log(fb.alpha[b, s, y_s]) + fb.alpha_log[b, s] + cum[b, e] - cum[b, s]
-        is_last = e + 1 >= lengths[b]
-        e1 = numpy.minimum(e + 1, T - 1)
-        # shape: (N, K): scores of the tags that may follow each span's last tag
-        following = (
-            transitions[y_e]
-            + emissions[b, e1]
-            + numpy.log(fb.beta[b, e1])
-            + fb.beta_log[b, e1][:, None]
-        )
-        if continues is not None:
-            following = numpy.where(numpy.asarray(continues)[y_e], -numpy.inf, following)
-        # A span at its chain's end: the suffix after it is `end` alone.
-        closing = logsumexp(numpy.where(is_last[:, None], 0.0, following), axis=1)
-        tail = numpy.where(is_last, numpy.log(fb.beta[b, e, y_e]) + fb.beta_log[b, e], closing)
-        logp = inner + tail - fb.log_z[b]
+    n = numpy.arange(len(spans))
+    inner = log_alpha(fb, b, s)[n, y_s] + cum[b, e] - cum[b, s]
+    is_last = e + 1 >= lengths[b]
+    e1 = numpy.minimum(e + 1, T - 1)
+    # shape: (N, K): scores of the tags that may follow each span's last tag
+    following = transitions[y_e] + emissions[b, e1] + log_beta(fb, b, e1)
+    if continues is not None:
+        following = numpy.where(numpy.asarray(continues)[y_e], -numpy.inf, following)
+    # A span at its chain's end: the suffix after it is `end` alone.
+    closing = logsumexp(numpy.where(is_last[:, None], 0.0, following), axis=1)
+    tail = numpy.where(is_last, log_beta(fb, b, e)[n, y_e], closing)
+    logp = inner + tail - fb.log_z[b]
     return numpy.minimum(logp, 0.0)
