@@ -117,11 +117,15 @@ def viterbi(
     # (n, K, K), with the same sums (so the same ties) as the forward pass.
     score = numpy.zeros((B, T, K))
     score[:, 0] = start + emissions[:, 0]
+    # numpy's ufunc methods directly: the ndarray methods' Python wrappers
+    # cost as much as the arithmetic on a few rows.
+    add, top = numpy.add, numpy.maximum.reduce
+    cand = numpy.empty((B, K, K))
     for t in range(1, T):
         n = running[t]
         # shape: (n, 1, K_prev) + (K_cur, K_prev) -> max over K_prev -> (n, K_cur)
-        best = (score[:n, t - 1, None, :] + trans_t).max(axis=2)
-        numpy.add(best, emissions[:n, t], out=score[:n, t])
+        add(score[:n, t - 1, None, :], trans_t, out=cand[:n])
+        add(top(cand[:n], axis=2), emissions[:n, t], out=score[:n, t])
     final = score[rows, lengths[order] - 1] + end
     current = final.argmax(axis=1)
     best_score = final[rows, current]
@@ -184,13 +188,15 @@ def forward_backward(
         first = numpy.exp(start - s_max) * gains[:, 0]
         norms[:, 0] = first.sum(axis=1)
         alpha[:, 0] = first / norms[:, 0, None]
+        matmul, multiply, divide = numpy.matmul, numpy.multiply, numpy.divide
+        total = numpy.add.reduce
         for t in range(1, T):
             n = running[t]
             # shape: (n, K) @ (K, K) -> (n, K): sum over the previous tag
-            nxt = (alpha[:n, t - 1] @ probs) * gains[:n, t]
-            norm = nxt.sum(axis=1)
+            nxt = multiply(matmul(alpha[:n, t - 1], probs), gains[:n, t])
+            norm = total(nxt, axis=1)
             norms[:n, t] = norm
-            alpha[:n, t] = nxt / norm[:, None]
+            divide(nxt, norm[:, None], out=alpha[:n, t])
         beta = numpy.zeros((B, T, K))
         b_norms = numpy.ones((B, T))
         last = lengths - 1
@@ -200,10 +206,10 @@ def forward_backward(
         for t in range(T - 2, -1, -1):
             n = running[t + 1]
             # shape: (n, K) @ (K, K) -> (n, K): sum over the next tag
-            nxt = (gains[:n, t + 1] * beta[:n, t + 1]) @ probs_t
-            norm = nxt.sum(axis=1)
+            nxt = matmul(multiply(gains[:n, t + 1], beta[:n, t + 1]), probs_t)
+            norm = total(nxt, axis=1)
             b_norms[:n, t] = norm
-            beta[:n, t] = nxt / norm[:, None]
+            divide(nxt, norm[:, None], out=beta[:n, t])
         # Log scales: alpha's sums the normalisers and the maxima taken out up
         # to t; beta's from t to the chain's end.
         steps = numpy.log(norms) + e_max
