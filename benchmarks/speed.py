@@ -22,7 +22,8 @@ text), made fresh for every timing outside the timed part.
 Without --spacy, spaCy's `spacy init config -p ner -o efficiency` pipeline is
 initialized on the training data (untrained weights; its speed does not
 depend on them much, but say so). `train-spacy` trains that pipeline briefly,
-and `windows` scores a crf_ner pipeline's BiRNN encoder read in windows of
+`crf-ab` times CRF decoding in torch against numpy in one process, and
+`windows` scores a crf_ner pipeline's BiRNN encoder read in windows of
 several sizes (BiRNNEncoder.v2) on a dev set.
 """
 import argparse
@@ -30,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> None:
     report: Dict[str, Any] = {
         "label": args.label,
         "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": shlex.join([Path(sys.executable).name] + sys.argv),
         "environment": info,
         "ours": ours_info,
         "spacy": {"pipeline": "spacy init config -p ner -o efficiency", "weights": spacy_desc,
@@ -407,6 +409,79 @@ def windows(args: argparse.Namespace) -> None:
               f"{100 * row['ents_r']:.2f} | {row['seconds']:.1f} |")
 
 
+# ---- CRF decoding: torch against numpy --------------------------------------
+
+
+def torch_decode(crf: Any, emissions: Any, layout: Any) -> Tuple[Any, Any]:
+    """`decode_entities` as it ran before the numpy path, for the A/B: the
+    torch Viterbi and forward-backward on the float32 chain grid."""
+    import torch
+    from spacy_rnn.ml.crf import crf_params
+    from spacy_rnn.ml.crf_torch import span_log_probs, viterbi
+    from spacy_rnn.ml.threads import torch_threads
+    from spacy_rnn.schemes import decode_tag_ids
+
+    with torch_threads():
+        padded = torch.from_numpy(layout.pad(emissions))
+        mask = torch.from_numpy(layout.mask)
+        transitions, start, end, constraints = crf_params(crf)
+        tags, _ = viterbi(padded, mask, transitions, start, end)
+        starts, ends, labels = decode_tag_ids(
+            layout.unpad(tags), layout.chain_last, crf.attrs["scheme"]
+        )
+        rows = layout.span_rows(starts, ends)
+        logp = span_log_probs(padded, mask, transitions, start, end, tags, rows,
+                              constraints.continues)
+    return (starts, ends, labels), logp
+
+
+def crf_ab(args: argparse.Namespace) -> None:
+    """CPU time of CRF decoding (Viterbi, entities, confidences) in one
+    process: the torch path against `decode_entities` (numpy), alternating,
+    on the emissions of a crf_ner pipeline for the test sentences (batches of
+    --batch-size) and the 5,000-token document."""
+    import numpy
+    from spacy_rnn.ml.chains import ChainLayout, concat_rows
+    from spacy_rnn.ml.crf import decode_entities
+
+    nlp = spacy.load(args.model)
+    ner = next(pipe for _, pipe in nlp.pipeline if hasattr(pipe, "model")
+               and pipe.model.has_ref("crf"))
+    crf = ner.model.get_ref("crf")
+    inputs = read_inputs(args.test)
+    for name in ("sentences", "long doc"):
+        docs = make_docs(nlp, inputs[name])
+        batches = []
+        for lo in range(0, len(docs), args.batch_size):
+            part = docs[lo:lo + args.batch_size]
+            layout = ChainLayout.from_docs(part)
+            batches.append((concat_rows(ner.model.ops, ner.model.predict(part)), layout))
+        diff = 0.0
+        for emissions, layout in batches:
+            (starts, ends, labels), logp = torch_decode(crf, emissions, layout)
+            found = decode_entities(crf, emissions, layout)
+            assert starts.tolist() == found.starts.tolist(), "different entities"
+            assert labels.tolist() == found.labels.tolist(), "different labels"
+            if len(logp):
+                diff = max(diff, float(numpy.abs(numpy.exp(logp) - found.scores).max()))
+        times: Dict[str, List[float]] = {"torch": [], "numpy": []}
+        for round_ in range(args.rounds):
+            pair = [("torch", torch_decode), ("numpy", decode_entities)]
+            for label, decode in pair[::-1] if round_ % 2 else pair:
+                start = time.process_time()
+                for emissions, layout in batches:
+                    decode(crf, emissions, layout)
+                times[label].append(time.process_time() - start)
+        n_tokens = sum(layout.n_tokens for _, layout in batches)
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{name} ({n_tokens:,} tokens, {len(batches)} batches): same entities; "
+              f"max |confidence difference| {diff:.2g}")
+        for label, values in times.items():
+            print(f"  {label}: min {1000 * min(values):.1f} ms, "
+                  f"median {1000 * medians[label]:.1f} ms")
+        print(f"  speed-up of medians: {medians['torch'] / medians['numpy']:.2f}x", flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -442,6 +517,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                    help="give the docs their gold sentence starts (CRF chains per sentence)")
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(func=windows)
+    p = sub.add_parser("crf-ab", help="CPU time of CRF decoding, torch against numpy")
+    p.add_argument("--model", type=Path, required=True, help="a crf_ner pipeline")
+    p.add_argument("--test", type=Path, default=DATA / "conll2003" / "test.txt")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=7)
+    p.set_defaults(func=crf_ab)
     args = parser.parse_args(argv)
     if args.command == "run" and args.spacy is None and args.train is None:
         parser.error("run: give --spacy PATH (a trained pipeline) or --train DocBin")
