@@ -5,7 +5,8 @@ senter, sentencizer or the corpus), else the whole doc. The tokens of a batch
 are numbered across the batch, doc after doc, so that a chain is a run of
 consecutive tokens; the CRF runs on a (n_chains, T) grid with each chain's
 tokens first and padding after, T the longest chain. numpy only: the CRF
-(`spacy_rnn.ml.crf`) turns the padded arrays into tensors.
+(`spacy_rnn.ml.crf`) decodes the padded arrays in numpy and turns them into
+tensors for the loss.
 """
 
 from typing import List, Sequence

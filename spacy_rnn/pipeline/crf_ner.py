@@ -8,7 +8,8 @@ context, while no entity can cross a sentence boundary.
 
 This module is the spaCy side: Docs and Examples in, annotations and losses
 out. The CRF itself (layout of the chains, Viterbi, marginals, the loss) lives
-in `spacy_rnn.ml.chains` and `spacy_rnn.ml.crf`, the tag arithmetic in
+in `spacy_rnn.ml.chains` and `spacy_rnn.ml.crf` (decoding in numpy,
+`crf_numpy`; the loss in torch, `crf_torch`), the tag arithmetic in
 `spacy_rnn.schemes`; they speak numpy arrays.
 """
 
