@@ -20,8 +20,11 @@ Forward-backward runs in the scaled probability form (Rabiner, 1989): the
 exponentials of the transition, start and end scores are taken once, each
 step is one (n, K) x (K, K) product and is normalised to sum 1, and the logs
 of the normalisers are summed after the loop. A chain whose normaliser
-underflows (only when scores differ by hundreds of nats, e.g. at a very low
-temperature) is recomputed in log space (`log_forward_backward`).
+underflows, or whose log Z read at some step (sum over the tags of forward
+times backward) differs from the others, is recomputed in log space
+(`log_forward_backward`): both happen only when scores at a step differ by
+hundreds of nats (e.g. at a very low temperature), where the scaled form
+drops tags e^-745 below the best.
 """
 
 from typing import NamedTuple, Optional, Tuple
@@ -45,7 +48,7 @@ class ForwardBackward(NamedTuple):
     maximum over K, which loses the tags far below it: read scores through
     `log_alpha` and `log_beta`)."""
 
-    alpha: numpy.ndarray  # (B, T, K) float64, each real step's row sums to 1 (or has max 1)
+    alpha: numpy.ndarray  # (B, T, K) float64, each real step's row sums to 1 (max 1: fallback)
     alpha_log: numpy.ndarray  # (B, T) float64
     beta: numpy.ndarray  # (B, T, K) float64
     beta_log: numpy.ndarray  # (B, T) float64
