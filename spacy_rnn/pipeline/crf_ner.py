@@ -39,7 +39,6 @@ from ..ml.crf import (
     decode_with_nbest,
     span_probabilities,
 )
-from ..ml.threads import torch_threads
 from ..schemes import encode_tag_ids, normalize_scheme, tag_set
 
 # The schemes the CRF can be trained in; BILUO is the default everywhere.
@@ -502,8 +501,7 @@ class CRFEntityRecognizer(TrainablePipe):
             if layout.n_tokens == 0:
                 continue
             emissions = concat_rows(self.model.ops, self.model.predict(docs))
-            with torch_threads():
-                batch, (starts, ends, labels) = decode_chains(crf, emissions, layout)
+            batch, (starts, ends, labels) = decode_chains(crf, emissions, layout)
             batches.append(batch)
             doc_of = numpy.searchsorted(layout.doc_offsets, starts, side="right") - 1
             for s, e, lab, d in zip(starts, ends, labels, doc_of):
@@ -516,10 +514,9 @@ class CRFEntityRecognizer(TrainablePipe):
                 correct.append((span.start_char, span.end_char, self.labels[lab]) in gold)
 
         def nll_at(temperature: float) -> float:
-            with torch_threads():
-                logp = numpy.concatenate(
-                    [chain_span_log_probs(crf, b, temperature) for b in batches] or [[]]
-                )
+            logp = numpy.concatenate(
+                [chain_span_log_probs(crf, b, temperature) for b in batches] or [[]]
+            )
             return binary_nll(numpy.exp(logp), correct)
 
         if not correct:
