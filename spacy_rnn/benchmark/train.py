@@ -153,7 +153,6 @@ def _train_flair(job: _Job) -> Dict[str, Any]:
     scored here with spacy_rnn.evaluation on the same gold sentences as ours.
     The model folder goes into the entry as `flair_model` (not `model_dir`,
     which names a spaCy pipeline)."""
-    from ..evaluation import evaluate_docs, load_docs, write_metrics
     from .flair_peer import META_FILE, flair_vectors_path, write_glove_keyedvectors
 
     system, settings, data, sys_dir = job.system, job.settings, job.data, job.sys_dir
@@ -183,6 +182,16 @@ def _train_flair(job: _Job) -> Dict[str, Any]:
                      steps=meta.get("steps"), epochs=meta.get("epochs"),
                      fit_seconds=meta.get("fit_seconds"), flair=meta.get("flair"),
                      trainer_settings=meta.get("trainer_settings"))
+    return score_flair(system, settings, data, out_dir)
+
+
+def score_flair(
+    system: System, settings: Settings, data: Dict[str, Path], out_dir: Path
+) -> Dict[str, Any]:
+    """Dev and test metrics of a Flair model folder's predictions against the
+    references (also written as JSON to settings.output/scores)."""
+    from ..evaluation import evaluate_docs, load_docs, write_metrics
+
     split_metrics = {}
     for split in ("dev", "test"):
         gold = load_docs(data[split])
