@@ -37,25 +37,42 @@ TINY = 1e-250
 
 
 class ForwardBackward(NamedTuple):
-    """Forward and backward scores, scaled: the log forward score of tag k at
-    step t of chain b (path prefixes ending in k at t, emission at t
-    included) is log(alpha[b, t, k]) + alpha_log[b, t]; the backward one
-    (suffixes after k at t, `end` included) is log(beta[b, t, k]) +
-    beta_log[b, t]. log_z (B,): the log partition. Values at padding steps
-    are meaningless. `fallback` (B,) bool: the chains computed in log space,
-    whose exact log scores are `exact_alpha` and `exact_beta` (one row per
-    fallback chain, in batch order; alpha and beta hold them scaled by their
-    maximum over K, which loses the tags far below it: read scores through
-    `log_alpha` and `log_beta`)."""
+    """Forward and backward scores, scaled, in the packed layout (see
+    `Packed`): row r = row_of[b, t] holds step t of chain b; the log forward
+    score of tag k there (path prefixes ending in k at t, emission at t
+    included) is log(alpha[r, k]) + alpha_log[r]; the backward one (suffixes
+    after k at t, `end` included) is log(beta[r, k]) + beta_log[r]. log_z
+    (B,): the log partition. `fallback` (B,) bool: the chains computed in log
+    space, whose exact log scores are the rows of `exact_alpha` and
+    `exact_beta` (empty when no chain fell back). Read scores through
+    `log_alpha` and `log_beta`."""
 
-    alpha: numpy.ndarray  # (B, T, K) float64, each real step's row sums to 1 (max 1: fallback)
-    alpha_log: numpy.ndarray  # (B, T) float64
-    beta: numpy.ndarray  # (B, T, K) float64
-    beta_log: numpy.ndarray  # (B, T) float64
+    alpha: numpy.ndarray  # (N, K) float64, each row sums to 1
+    alpha_log: numpy.ndarray  # (N,) float64
+    beta: numpy.ndarray  # (N, K) float64
+    beta_log: numpy.ndarray  # (N,) float64
     log_z: numpy.ndarray  # (B,) float64
     fallback: numpy.ndarray  # (B,) bool
-    exact_alpha: numpy.ndarray  # (n_fallback, T, K) float64 log scores
-    exact_beta: numpy.ndarray  # (n_fallback, T, K) float64 log scores
+    exact_alpha: numpy.ndarray  # (N, K) float64 log scores, or (0, K)
+    exact_beta: numpy.ndarray  # (N, K) float64 log scores, or (0, K)
+    row_of: numpy.ndarray  # (B, T) int64, -1 at padding
+
+
+class Packed(NamedTuple):
+    """The real steps of a padded batch packed time-major, chains longest
+    first (as torch's PackedSequence): step t's running chains are the rows
+    offsets[t] .. offsets[t] + running[t], the i-th of them the i-th longest
+    chain (`order[i]`); the running chains at t are the first rows of step
+    t - 1. Whole-batch arithmetic then costs the tokens, not the padded
+    grid (which for a batch of sentences is several times larger)."""
+
+    order: numpy.ndarray  # (B,) the chains longest first
+    lengths: numpy.ndarray  # (B,) sorted, longest first
+    running: numpy.ndarray  # (T,) chains running at each step
+    offsets: numpy.ndarray  # (T + 1,) first row of each step, then N
+    chain: numpy.ndarray  # (N,) sorted chain index i of each row
+    step: numpy.ndarray  # (N,) step t of each row
+    row_of: numpy.ndarray  # (B, T) row of (original chain b, step t), -1 at padding
 
 
 def by_length(lengths: numpy.ndarray, T: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -70,10 +87,18 @@ def by_length(lengths: numpy.ndarray, T: int) -> Tuple[numpy.ndarray, numpy.ndar
     return order, running
 
 
-def _inverse(order: numpy.ndarray) -> numpy.ndarray:
-    inverse = numpy.empty_like(order)
-    inverse[order] = numpy.arange(len(order))
-    return inverse
+def pack(lengths: numpy.ndarray, T: int) -> Packed:
+    """The packed layout of chains of `lengths` on a grid of T steps."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    order, running = by_length(lengths, T)
+    sorted_lengths = lengths[order]
+    offsets = numpy.zeros(T + 1, dtype="int64")
+    numpy.cumsum(running, out=offsets[1:])
+    # shape: (T, B) time-major, so that nonzero() lists the rows in packed order
+    step, chain = numpy.nonzero(numpy.arange(T)[:, None] < sorted_lengths[None, :])
+    row_of = numpy.full((len(lengths), T), -1, dtype="int64")
+    row_of[order[chain], step] = numpy.arange(len(step))
+    return Packed(order, sorted_lengths, running, offsets, chain, step, row_of)
 
 
 def _check(emissions: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[int, int, int]:
@@ -105,43 +130,51 @@ def viterbi(
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     B, T, K = _check(emissions, lengths)
-    tags = numpy.zeros((B, T), dtype="int64")
     if B == 0 or T == 0:
-        return tags, numpy.zeros((B,), dtype="float64")
-    rows = numpy.arange(B)
-    order, running = by_length(lengths, T)
-    emissions = emissions[order]
+        return numpy.zeros((B, T), dtype="int64"), numpy.zeros((B,), dtype="float64")
+    packed = pack(lengths, T)
+    order, running, off = packed.order, packed.running, packed.offsets
+    # shape: (N, K)
+    emitted = emissions[order[packed.chain], packed.step]
     transitions = numpy.asarray(transitions, dtype="float64")
     # (current, previous) order: the max runs over the contiguous last axis
     trans_t = numpy.ascontiguousarray(transitions.T)
-    # shape: (B, T, K): the best score of the prefixes ending in each tag.
+    # shape: (N, K): the best score of the prefixes ending in each tag.
     # The back-pointers are not stored: backtracking recomputes the argmax
     # for the one tag of the path at each step, (n, K) work instead of
     # (n, K, K), with the same sums (so the same ties) as the forward pass.
-    score = numpy.zeros((B, T, K))
-    score[:, 0] = start + emissions[:, 0]
+    score = numpy.empty_like(emitted)
+    score[:B] = start + emitted[:B]
     # numpy's ufunc methods directly: the ndarray methods' Python wrappers
     # cost as much as the arithmetic on a few rows.
     add, top = numpy.add, numpy.maximum.reduce
     cand = numpy.empty((B, K, K))
     for t in range(1, T):
-        n = running[t]
+        n, prev, here = running[t], off[t - 1], off[t]
         # shape: (n, 1, K_prev) + (K_cur, K_prev) -> max over K_prev -> (n, K_cur)
-        add(score[:n, t - 1, None, :], trans_t, out=cand[:n])
-        add(top(cand[:n], axis=2), emissions[:n, t], out=score[:n, t])
-    final = score[rows, lengths[order] - 1] + end
+        add(score[prev:prev + n, None, :], trans_t, out=cand[:n])
+        add(top(cand[:n], axis=2), emitted[here:here + n], out=score[here:here + n])
+    rows = numpy.arange(B)
+    final = score[off[packed.lengths - 1] + rows] + end
     current = final.argmax(axis=1)
     best_score = final[rows, current]
+    tags = numpy.zeros((B, T), dtype="int64")
     # Chains past their end keep their last tag: padding repeats it.
     for t in range(T - 1, 0, -1):
-        n = running[t]
+        n, prev = running[t], off[t - 1]
         tags[:, t] = current
         # shape: (n, K_prev): the scores of moving into each running chain's tag at t
-        into = score[:n, t - 1] + trans_t[current[:n]]
+        into = score[prev:prev + n] + trans_t[current[:n]]
         current[:n] = into.argmax(axis=1)
     tags[:, 0] = current
     inverse = _inverse(order)
     return tags[inverse], best_score[inverse]
+
+
+def _inverse(order: numpy.ndarray) -> numpy.ndarray:
+    inverse = numpy.empty_like(order)
+    inverse[order] = numpy.arange(len(order))
+    return inverse
 
 
 def forward_backward(
@@ -152,81 +185,85 @@ def forward_backward(
     end: numpy.ndarray,
 ) -> ForwardBackward:
     """Forward and backward scores of every chain, in the scaled form, with
-    chains whose normalisers underflow redone in log space."""
+    the chains where it loses precision redone in log space."""
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     transitions = numpy.asarray(transitions, dtype="float64")
     start = numpy.asarray(start, dtype="float64")
     end = numpy.asarray(end, dtype="float64")
     B, T, K = _check(emissions, lengths)
+    packed = pack(lengths, T)
+    order, running, off = packed.order, packed.running, packed.offsets
+    chain, step = packed.chain, packed.step
+    N = len(step)
     if B == 0 or T == 0:
-        zeros = numpy.zeros((B, T, K))
+        none = numpy.zeros((0, K))
         return ForwardBackward(
-            zeros,
-            zeros[:, :, 0],
-            zeros,
-            zeros[:, :, 0],
-            numpy.zeros(B),
-            numpy.zeros(B, bool),
-            zeros[:0],
-            zeros[:0],
+            none, none[:, 0], none, none[:, 0], numpy.zeros(B), numpy.zeros(B, bool), none,
+            none, packed.row_of,
         )
-    order, running = by_length(lengths, T)
-    emissions = emissions[order]
-    lengths = lengths[order]
-    rows = numpy.arange(B)
-    mask = numpy.arange(T)[None, :] < lengths[:, None]
+    # shape: (N, K)
+    emitted = emissions[order[chain], step]
     # Exponentials once, each scaled by its maximum (so none overflows).
-    # shape: (B, T)
-    e_max = emissions.max(axis=2)
-    # shape: (B, T, K)
-    gains = numpy.exp(emissions - e_max[:, :, None])
+    # shape: (N,)
+    e_max = emitted.max(axis=1)
+    # shape: (N, K)
+    gains = numpy.exp(emitted - e_max[:, None])
     t_max, s_max, end_max = transitions.max(), start.max(), end.max()
     probs = numpy.exp(transitions - t_max)
     probs_t = numpy.ascontiguousarray(probs.T)
     exp_end = numpy.exp(end - end_max)
+    rows = numpy.arange(B)
+    # The last row of each chain, in sorted order
+    last = off[packed.lengths - 1] + rows
+    matmul, multiply, divide = numpy.matmul, numpy.multiply, numpy.divide
+    total = numpy.add.reduce
     with numpy.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        alpha = numpy.zeros((B, T, K))
-        norms = numpy.ones((B, T))
-        first = numpy.exp(start - s_max) * gains[:, 0]
-        norms[:, 0] = first.sum(axis=1)
-        alpha[:, 0] = first / norms[:, 0, None]
-        matmul, multiply, divide = numpy.matmul, numpy.multiply, numpy.divide
-        total = numpy.add.reduce
+        alpha = numpy.empty((N, K))
+        norms = numpy.empty(N)
+        first = numpy.exp(start - s_max) * gains[:B]
+        norms[:B] = total(first, axis=1)
+        alpha[:B] = first / norms[:B, None]
         for t in range(1, T):
-            n = running[t]
+            n, prev, here = running[t], off[t - 1], off[t]
             # shape: (n, K) @ (K, K) -> (n, K): sum over the previous tag
-            nxt = multiply(matmul(alpha[:n, t - 1], probs), gains[:n, t])
+            nxt = multiply(matmul(alpha[prev:prev + n], probs), gains[here:here + n])
             norm = total(nxt, axis=1)
-            norms[:n, t] = norm
-            divide(nxt, norm[:, None], out=alpha[:n, t])
-        beta = numpy.zeros((B, T, K))
-        b_norms = numpy.ones((B, T))
-        last = lengths - 1
+            norms[here:here + n] = norm
+            divide(nxt, norm[:, None], out=alpha[here:here + n])
+        beta = numpy.empty((N, K))
+        b_norms = numpy.empty(N)
         end_sum = exp_end.sum()
-        beta[rows, last] = exp_end / end_sum
-        b_norms[rows, last] = end_sum
+        beta[last] = exp_end / end_sum
+        b_norms[last] = end_sum
         for t in range(T - 2, -1, -1):
-            n = running[t + 1]
+            n, here, nxt_row = running[t + 1], off[t], off[t + 1]
             # shape: (n, K) @ (K, K) -> (n, K): sum over the next tag
-            nxt = matmul(multiply(gains[:n, t + 1], beta[:n, t + 1]), probs_t)
+            nxt = matmul(multiply(gains[nxt_row:nxt_row + n], beta[nxt_row:nxt_row + n]), probs_t)
             norm = total(nxt, axis=1)
-            b_norms[:n, t] = norm
-            divide(nxt, norm[:, None], out=beta[:n, t])
+            b_norms[here:here + n] = norm
+            divide(nxt, norm[:, None], out=beta[here:here + n])
         # Log scales: alpha's sums the normalisers and the maxima taken out up
-        # to t; beta's from t to the chain's end.
-        steps = numpy.log(norms) + e_max
-        steps[:, 0] += s_max
-        steps[:, 1:] += t_max
-        alpha_log = numpy.cumsum(numpy.where(mask, steps, 0.0), axis=1)
+        # to t; beta's from t to the chain's end. Summed along each chain on
+        # the (B, T) grid of scalars, in sorted order.
+        steps = numpy.log(norms) + e_max + numpy.where(step == 0, s_max, t_max)
+        grid = numpy.zeros((B, T))
+        grid[chain, step] = steps
+        alpha_log = numpy.cumsum(grid, axis=1)[chain, step]
+        # Beta's step at t: its normaliser, and the maximum taken out of the
+        # next step's emissions (or of `end` at the chain's last step).
         b_steps = numpy.log(b_norms)
-        b_steps[:, :-1] += numpy.where(mask[:, 1:], e_max[:, 1:] + t_max, 0.0)
-        b_steps[rows, last] += end_max
-        b_steps = numpy.where(mask, b_steps, 0.0)
-        beta_log = numpy.cumsum(b_steps[:, ::-1], axis=1)[:, ::-1]
-        # shape: (B, T): log Z read at every step, sum_k alpha[t, k] beta[t, k]
-        z_steps = numpy.log((alpha * beta).sum(axis=2)) + alpha_log + beta_log
-        log_z = z_steps[:, 0]
+        b_steps[last] += end_max
+        inner = numpy.ones(N, dtype=bool)
+        inner[last] = False
+        nxt_rows = off[step[inner] + 1] + chain[inner]
+        b_steps[inner] += e_max[nxt_rows] + t_max
+        grid[:] = 0.0
+        grid[chain, step] = b_steps
+        beta_log = numpy.cumsum(grid[:, ::-1], axis=1)[:, ::-1][chain, step]
+        # shape: (N,): log Z read at every step, sum_k alpha[t, k] beta[t, k]
+        z_steps = numpy.log(total(alpha * beta, axis=1)) + alpha_log + beta_log
+        log_z = z_steps[:B].copy()
         # A normaliser that underflowed (or a NaN after it) marks its chain;
         # so does a step where forward and backward disagree on log Z: the
         # scaled form drops a tag whose score is e^-745 below the best at its
@@ -234,30 +271,35 @@ def forward_backward(
         # range of hundreds of nats), and then the tag is missing from that
         # step's sum.
         tolerance = 1e-7 * numpy.maximum(1.0, numpy.abs(log_z))
-        off = numpy.abs(z_steps - log_z[:, None]) > tolerance[:, None]
-        bad = ~((norms >= TINY) & (b_norms >= TINY) & numpy.isfinite(z_steps)) | off
-        fallback = (bad & mask).any(axis=1)
+        off_z = numpy.abs(z_steps - log_z[chain]) > tolerance[chain]
+        bad = ~((norms >= TINY) & (b_norms >= TINY) & numpy.isfinite(z_steps)) | off_z
+    fallback = numpy.zeros(B, dtype=bool)
+    fallback[chain[bad]] = True
     redo = numpy.flatnonzero(fallback)
-    exact_alpha = exact_beta = numpy.zeros((0, T, K))
+    exact_alpha = exact_beta = numpy.zeros((0, K))
     if len(redo):
-        exact_alpha, exact_beta, redo_z = log_forward_backward(
-            emissions[redo], lengths[redo], transitions, start, end
+        log_a, log_b, redo_z = log_forward_backward(
+            emissions[order[redo]], packed.lengths[redo], transitions, start, end
         )
-        alpha[redo], alpha_log[redo] = _scaled(exact_alpha)
-        beta[redo], beta_log[redo] = _scaled(exact_beta)
+        exact_alpha = numpy.full((N, K), numpy.nan)
+        exact_beta = numpy.full((N, K), numpy.nan)
+        hit = fallback[chain]
+        # The fallback chains' rows, and where they sit in the redone batch
+        slot = numpy.cumsum(fallback) - 1
+        exact_alpha[hit] = log_a[slot[chain[hit]], step[hit]]
+        exact_beta[hit] = log_b[slot[chain[hit]], step[hit]]
         log_z[redo] = redo_z
     inverse = _inverse(order)
-    # The fallback rows in batch order
-    by_batch = numpy.argsort(order[redo], kind="stable")
     return ForwardBackward(
-        alpha[inverse],
-        alpha_log[inverse],
-        beta[inverse],
-        beta_log[inverse],
+        alpha,
+        alpha_log,
+        beta,
+        beta_log,
         log_z[inverse],
         fallback[inverse],
-        exact_alpha[by_batch],
-        exact_beta[by_batch],
+        exact_alpha,
+        exact_beta,
+        packed.row_of,
     )
 
 
@@ -265,15 +307,16 @@ def _log_scores(
     fb: ForwardBackward, side: str, b: numpy.ndarray, t: numpy.ndarray
 ) -> numpy.ndarray:
     """(N, K) log forward ("alpha") or backward ("beta") scores at steps
-    (b[i], t[i]), exact for the fallback chains too."""
+    (b[i], t[i]) (real steps; a padding step reads a meaningless row), exact
+    for the fallback chains too."""
     scaled, scale = (fb.alpha, fb.alpha_log) if side == "alpha" else (fb.beta, fb.beta_log)
+    rows = fb.row_of[b, t]
     with numpy.errstate(divide="ignore"):
-        out = numpy.log(scaled[b, t]) + scale[b, t][:, None]
+        out = numpy.log(scaled[rows]) + scale[rows][:, None]
     if len(fb.exact_alpha):
-        slot = numpy.cumsum(fb.fallback) - 1
         hit = fb.fallback[b]
         exact = fb.exact_alpha if side == "alpha" else fb.exact_beta
-        out[hit] = exact[slot[b[hit]], t[hit]]
+        out[hit] = exact[rows[hit]]
     return out
 
 
@@ -285,12 +328,6 @@ def log_alpha(fb: ForwardBackward, b: numpy.ndarray, t: numpy.ndarray) -> numpy.
 def log_beta(fb: ForwardBackward, b: numpy.ndarray, t: numpy.ndarray) -> numpy.ndarray:
     """The log backward scores (N, K) at steps (b[i], t[i])."""
     return _log_scores(fb, "beta", b, t)
-
-
-def _scaled(log_scores: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """(B, T, K) log scores -> exp(scores - max over K) and that max (B, T)."""
-    top = log_scores.max(axis=2)
-    return numpy.exp(log_scores - top[:, :, None]), top
 
 
 def logsumexp(scores: numpy.ndarray, axis: int) -> numpy.ndarray:
@@ -338,15 +375,13 @@ def log_forward_backward(
 
 def marginals(fb: ForwardBackward, lengths: numpy.ndarray) -> numpy.ndarray:
     """P(tag at t = k | x): (B, T, K), zero at padding."""
-    B, T, _ = fb.alpha.shape
-    mask = numpy.arange(T)[None, :] < numpy.asarray(lengths)[:, None]
-    with numpy.errstate(divide="ignore", invalid="ignore"):
-        log_a = numpy.log(fb.alpha) + fb.alpha_log[:, :, None]
-        log_b = numpy.log(fb.beta) + fb.beta_log[:, :, None]
-    log_a[fb.fallback] = fb.exact_alpha
-    log_b[fb.fallback] = fb.exact_beta
-    logp = log_a + log_b - fb.log_z[:, None, None]
-    return numpy.where(mask[:, :, None], numpy.exp(numpy.minimum(logp, 0.0)), 0.0)
+    B, T = fb.row_of.shape
+    K = fb.alpha.shape[1]
+    out = numpy.zeros((B, T, K))
+    b, t = numpy.nonzero(fb.row_of >= 0)
+    logp = log_alpha(fb, b, t) + log_beta(fb, b, t) - fb.log_z[b][:, None]
+    out[b, t] = numpy.exp(numpy.minimum(logp, 0.0))
+    return out
 
 
 def span_log_probs(
