@@ -18,7 +18,15 @@ EXPECTED = json.loads((FIXTURE / "predictions.json").read_text(encoding="utf-8")
 SCHEMES = {"bio": "IOB2", "biluo": "BILUO"}
 
 
-def assert_same(got: list, expected: list, tolerance: float = 1e-6) -> None:
+# The confidences come from the encoder's float32 matrix products, whose last
+# bits differ between CPU instruction sets (pinned on an AMD EPYC, the BILUO
+# scores differ by 1.1e-6 on an Intel Xeon with the same code) and between
+# batched and single-doc calls: 1e-5 absorbs float32 rounding, while a real
+# change to decoding or confidences moves a score by far more.
+FLOAT32_TOLERANCE = 1e-5
+
+
+def assert_same(got: list, expected: list, tolerance: float = FLOAT32_TOLERANCE) -> None:
     assert len(got) == len(expected)
     for doc, want in zip(got, expected):
         assert doc["text"] == want["text"]
@@ -61,7 +69,7 @@ def test_crf_ner_pinned_predictions_one_doc_at_a_time(pinned):
     (the encoder's batched matrix products) alone."""
     name, nlp = pinned
     got = [crf_ner_record(nlp(doc["text"])) for doc in EXPECTED[name]]
-    assert_same(got, EXPECTED[name], tolerance=1e-5)
+    assert_same(got, EXPECTED[name])
 
 
 def test_crf_ner_pinned_serialization_is_unchanged(pinned):
