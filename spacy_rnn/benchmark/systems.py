@@ -156,11 +156,12 @@ class Settings:
     readme: Optional[Path] = None
 
     def options(self) -> List[str]:
-        """The non-default options, as command-line flags."""
+        """The non-default options, as command-line flags; not `readme` and `work`
+        (where the report and the scratch files go change no figure)."""
         default = Settings()
         flags = []
         for key, value in asdict(self).items():
-            if key == "readme" or value == getattr(default, key):
+            if key in ("readme", "work") or value == getattr(default, key):
                 continue
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
