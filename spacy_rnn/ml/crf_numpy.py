@@ -31,6 +31,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy
 
+from . import crf_blocks
+
 # A step normaliser below this is treated as underflow (float64 subnormals
 # start at 2.2e-308; well above, the normalised values keep full precision).
 TINY = 1e-250
@@ -121,12 +123,48 @@ def viterbi(
     start: numpy.ndarray,
     end: numpy.ndarray,
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """The best tag path per chain (max-plus, float64).
+    """The best tag path per chain (max-plus, float64); chains longer than
+    `crf_blocks.THRESHOLD` steps run one by one in blocks
+    (`crf_blocks.viterbi_chain`), the others together, packed.
 
     RETURNS (tags, scores): tags (B, T) int64 (padding steps hold the last
         tag), scores (B,) float64, the best paths' log scores. Ties go to the
         lower tag id, as in `crf_torch.viterbi`.
     """
+    emissions = numpy.asarray(emissions, dtype="float64")
+    lengths = numpy.asarray(lengths, dtype="int64")
+    B, T, K = _check(emissions, lengths)
+    long = lengths > crf_blocks.THRESHOLD
+    if not long.any():
+        return _viterbi_packed(emissions, lengths, transitions, start, end)
+    transitions = numpy.asarray(transitions, dtype="float64")
+    start = numpy.asarray(start, dtype="float64")
+    end = numpy.asarray(end, dtype="float64")
+    tags = numpy.zeros((B, T), dtype="int64")
+    scores = numpy.zeros(B)
+    short = numpy.flatnonzero(~long)
+    if len(short):
+        steps = lengths[short].max()
+        part, scores[short] = _viterbi_packed(
+            emissions[short, :steps], lengths[short], transitions, start, end
+        )
+        tags[short, :steps] = part
+        tags[short, steps:] = part[:, -1:]
+    for b in numpy.flatnonzero(long):
+        L = lengths[b]
+        tags[b, :L], scores[b] = crf_blocks.viterbi_chain(emissions[b, :L], transitions, start, end)
+        tags[b, L:] = tags[b, L - 1]
+    return tags, scores
+
+
+def _viterbi_packed(
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """`viterbi` on chains of any length, packed, one step at a time."""
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     B, T, K = _check(emissions, lengths)
@@ -185,7 +223,78 @@ def forward_backward(
     end: numpy.ndarray,
 ) -> ForwardBackward:
     """Forward and backward scores of every chain, in the scaled form, with
-    the chains where it loses precision redone in log space."""
+    the chains where it loses precision redone in log space. Chains longer
+    than `crf_blocks.THRESHOLD` steps run one by one in blocks
+    (`crf_blocks.forward_backward_chain`), or, where that loses precision,
+    through the packed code; the others together, packed."""
+    emissions = numpy.asarray(emissions, dtype="float64")
+    lengths = numpy.asarray(lengths, dtype="int64")
+    B, T, K = _check(emissions, lengths)
+    long = lengths > crf_blocks.THRESHOLD
+    if not long.any():
+        return _forward_backward_packed(emissions, lengths, transitions, start, end)
+    transitions = numpy.asarray(transitions, dtype="float64")
+    start = numpy.asarray(start, dtype="float64")
+    end = numpy.asarray(end, dtype="float64")
+    # (chains, their scores) for each part of the batch
+    parts = []
+    sequential = list(numpy.flatnonzero(~long))
+    for b in numpy.flatnonzero(long):
+        L = lengths[b]
+        got = crf_blocks.forward_backward_chain(emissions[b, :L], transitions, start, end)
+        if got is None:
+            sequential.append(b)
+            continue
+        alpha, alpha_log, beta, beta_log, log_z = got
+        one = numpy.zeros((0, K))
+        parts.append((
+            numpy.array([b]),
+            ForwardBackward(
+                alpha, alpha_log, beta, beta_log, numpy.array([log_z]), numpy.zeros(1, bool),
+                one, one, numpy.arange(L)[None, :],
+            ),
+        ))
+    if sequential:
+        chains = numpy.sort(numpy.array(sequential, dtype="int64"))
+        steps = lengths[chains].max()
+        parts.append((chains, _forward_backward_packed(
+            emissions[chains, :steps], lengths[chains], transitions, start, end
+        )))
+    return _merge(parts, pack(lengths, T).row_of, K)
+
+
+def _merge(parts, row_of: numpy.ndarray, K: int) -> ForwardBackward:
+    """One ForwardBackward in the packed layout `row_of` of the whole batch
+    from those of its parts: (chains (n,) of the batch, their scores)."""
+    B = len(row_of)
+    N = int((row_of >= 0).sum())
+    alpha, beta = numpy.empty((N, K)), numpy.empty((N, K))
+    alpha_log, beta_log = numpy.empty(N), numpy.empty(N)
+    log_z, fallback = numpy.zeros(B), numpy.zeros(B, dtype=bool)
+    exact = any(len(fb.exact_alpha) for _, fb in parts)
+    exact_alpha = numpy.full((N, K), numpy.nan) if exact else numpy.zeros((0, K))
+    exact_beta = numpy.full((N, K), numpy.nan) if exact else numpy.zeros((0, K))
+    for chains, fb in parts:
+        i, t = numpy.nonzero(fb.row_of >= 0)
+        src, dst = fb.row_of[i, t], row_of[chains[i], t]
+        alpha[dst], alpha_log[dst] = fb.alpha[src], fb.alpha_log[src]
+        beta[dst], beta_log[dst] = fb.beta[src], fb.beta_log[src]
+        log_z[chains], fallback[chains] = fb.log_z, fb.fallback
+        if len(fb.exact_alpha):
+            exact_alpha[dst], exact_beta[dst] = fb.exact_alpha[src], fb.exact_beta[src]
+    return ForwardBackward(
+        alpha, alpha_log, beta, beta_log, log_z, fallback, exact_alpha, exact_beta, row_of
+    )
+
+
+def _forward_backward_packed(
+    emissions: numpy.ndarray,
+    lengths: numpy.ndarray,
+    transitions: numpy.ndarray,
+    start: numpy.ndarray,
+    end: numpy.ndarray,
+) -> ForwardBackward:
+    """`forward_backward` on chains of any length, packed, one step at a time."""
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     transitions = numpy.asarray(transitions, dtype="float64")
