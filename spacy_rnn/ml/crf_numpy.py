@@ -123,8 +123,8 @@ def viterbi(
     start: numpy.ndarray,
     end: numpy.ndarray,
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """The best tag path per chain (max-plus, float64); chains longer than
-    `crf_blocks.THRESHOLD` steps run one by one in blocks
+    """The best tag path per chain (max-plus, float64); the long chains that
+    `crf_blocks.in_blocks` picks run one by one in blocks
     (`crf_blocks.viterbi_chain`), the others together, packed.
 
     RETURNS (tags, scores): tags (B, T) int64 (padding steps hold the last
@@ -134,7 +134,7 @@ def viterbi(
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     B, T, K = _check(emissions, lengths)
-    long = lengths > crf_blocks.THRESHOLD
+    long = crf_blocks.in_blocks(lengths)
     if not long.any():
         return _viterbi_packed(emissions, lengths, transitions, start, end)
     transitions = numpy.asarray(transitions, dtype="float64")
@@ -223,14 +223,14 @@ def forward_backward(
     end: numpy.ndarray,
 ) -> ForwardBackward:
     """Forward and backward scores of every chain, in the scaled form, with
-    the chains where it loses precision redone in log space. Chains longer
-    than `crf_blocks.THRESHOLD` steps run one by one in blocks
+    the chains where it loses precision redone in log space. The long chains
+    that `crf_blocks.in_blocks` picks run one by one in blocks
     (`crf_blocks.forward_backward_chain`), or, where that loses precision,
     through the packed code; the others together, packed."""
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
     B, T, K = _check(emissions, lengths)
-    long = lengths > crf_blocks.THRESHOLD
+    long = crf_blocks.in_blocks(lengths)
     if not long.any():
         return _forward_backward_packed(emissions, lengths, transitions, start, end)
     transitions = numpy.asarray(transitions, dtype="float64")

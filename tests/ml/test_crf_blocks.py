@@ -16,6 +16,13 @@ from test_crf import make_batch
 THRESHOLD = crf_blocks.THRESHOLD
 
 
+@pytest.fixture(autouse=True)
+def every_long_chain_in_blocks(monkeypatch):
+    """Every chain above the threshold runs in blocks (by default only those
+    whose blocks save time do), so that the tests compare the block code."""
+    monkeypatch.setattr(crf_blocks, "FIXED", -1e9)
+
+
 def constrained_batch(lengths, scheme, temperature=1.0, seed=0, scale=3.0):
     """Random emissions (B, T, K), zero at padding, and the scheme's
     constrained potentials, all float64 numpy, divided by the temperature."""
@@ -93,6 +100,21 @@ def test_crf_blocks_batch_mixing_short_and_long_chains(scheme):
     lengths = [3, 300, 1, 777, THRESHOLD, THRESHOLD + 1, 40]
     tags, E, L, masked, constraints = constrained_batch(lengths, scheme, 0.7, seed=11)
     assert_same_as_sequential(tags, E, L, masked, constraints, scheme)
+
+
+def test_crf_blocks_picks_the_chains_whose_blocks_save_time(monkeypatch):
+    """With the default costs: a 5,000-step chain among sentences runs in
+    blocks; many documents of a few hundred steps stay packed (the packed
+    loops take as many steps as the longest chain, whatever their number)."""
+    monkeypatch.setattr(crf_blocks, "FIXED", 180.0)
+    picked = crf_blocks.in_blocks(numpy.array([12, 5000, 30, 1]))
+    assert picked.tolist() == [False, True, False, False]
+    docs = numpy.random.default_rng(0).integers(100, 800, size=231)
+    assert not crf_blocks.in_blocks(docs).any()
+    assert not crf_blocks.in_blocks(numpy.array([THRESHOLD, 40])).any()
+    two = crf_blocks.in_blocks(numpy.array([5000, 4000, 300, 20]))
+    assert two.tolist() == [True, True, False, False]
+    assert crf_blocks.in_blocks(numpy.zeros(0, dtype=int)).tolist() == []
 
 
 def test_crf_blocks_bounds_cover_the_chain():
