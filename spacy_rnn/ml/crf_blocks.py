@@ -1,6 +1,7 @@
 """Exact block-parallel Viterbi and forward-backward for one long chain
-(numpy, float64), used by `spacy_rnn.ml.crf_numpy` for chains longer than
-`THRESHOLD` steps (a document without sentence boundaries).
+(numpy, float64), used by `spacy_rnn.ml.crf_numpy` for the chains longer
+than `THRESHOLD` steps whose blocks save time (`in_blocks`: a document
+without sentence boundaries among sentences).
 
 The sequential recursions take one small numpy step per token, so a chain of
 5,000 steps costs 5,000 steps of Python and dispatch overhead. Here the chain
