@@ -11,9 +11,20 @@ from hypothesis import strategies as st
 
 from spacy_rnn.ml import crf_numpy, crf_torch
 from spacy_rnn.ml.crf_torch import apply_constraints, scheme_constraints
+from spacy_rnn.ml.threads import torch_threads
 from spacy_rnn.schemes import decode_tag_ids, is_valid, tag_set, tags_to_spans
 
 from test_crf import all_paths, bio_tags, biluo_tags, make_batch
+
+
+@pytest.fixture(autouse=True)
+def package_thread_policy():
+    """The torch references below run under the package's thread policy, as
+    every torch call of the plugin does: with torch's default intra-op threads
+    a 5,000-step reference loop slows by orders of magnitude when another
+    process holds a core (the CI machine is shared)."""
+    with torch_threads():
+        yield
 
 
 def numpy_batch(lengths, K, seed=0, scale=2.0):
