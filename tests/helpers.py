@@ -34,7 +34,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from thinc.api import Model
+from thinc.api import Model, fix_random_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SPACY_RNN_DATA", ROOT.parent / "shared" / "data"))
@@ -296,6 +296,26 @@ def run_probe(code: str, *args: str, timeout: float = 600) -> Any:
 
 
 # --------------------------------------------------------------------------- weights
+
+
+def rnn_textcat_nlp(version: str, factory: str = "textcat", **model: Any) -> Language:
+    """A blank pipeline with a `factory` textcat on RNNTextCat.`version` (small
+    widths; exclusive classes for `textcat`), not initialized."""
+    config = rnn_textcat_config(version, exclusive_classes=factory == "textcat", **model)
+    return textcat_nlp(config, factory=factory)
+
+
+def initialized_rnn_textcat(
+    version: str, factory: str = "textcat", seed: int = 0, **model: Any
+) -> Language:
+    """`rnn_textcat_nlp` initialized on `textcat_examples`, its thinc weights
+    drawn at random (seeded), so both paths of the model give non-trivial output."""
+    fix_random_seed(seed)
+    nlp = rnn_textcat_nlp(version, factory, **model)
+    examples = textcat_examples(nlp)
+    nlp.initialize(lambda: examples)
+    randomize_params(nlp.get_pipe("textcat").model, seed=seed, scale=0.3)
+    return nlp
 
 
 def randomize_params(model: Model, seed: int = 0, scale: float = 0.5) -> Model:

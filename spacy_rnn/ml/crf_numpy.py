@@ -103,6 +103,11 @@ def pack(lengths: numpy.ndarray, T: int) -> Packed:
     return Packed(order, sorted_lengths, running, offsets, chain, step, row_of)
 
 
+def _float64(*arrays: numpy.ndarray) -> Tuple[numpy.ndarray, ...]:
+    """The CRF scores as float64 arrays: decoding runs in double precision."""
+    return tuple(numpy.asarray(x, dtype="float64") for x in arrays)
+
+
 def _check(emissions: numpy.ndarray, lengths: numpy.ndarray) -> Tuple[int, int, int]:
     if emissions.ndim != 3:
         raise ValueError(
@@ -137,9 +142,7 @@ def viterbi(
     long = crf_blocks.in_blocks(lengths)
     if not long.any():
         return _viterbi_packed(emissions, lengths, transitions, start, end)
-    transitions = numpy.asarray(transitions, dtype="float64")
-    start = numpy.asarray(start, dtype="float64")
-    end = numpy.asarray(end, dtype="float64")
+    transitions, start, end = _float64(transitions, start, end)
     tags = numpy.zeros((B, T), dtype="int64")
     scores = numpy.zeros(B)
     short = numpy.flatnonzero(~long)
@@ -233,9 +236,7 @@ def forward_backward(
     long = crf_blocks.in_blocks(lengths)
     if not long.any():
         return _forward_backward_packed(emissions, lengths, transitions, start, end)
-    transitions = numpy.asarray(transitions, dtype="float64")
-    start = numpy.asarray(start, dtype="float64")
-    end = numpy.asarray(end, dtype="float64")
+    transitions, start, end = _float64(transitions, start, end)
     # (chains, their scores) for each part of the batch
     parts = []
     sequential = list(numpy.flatnonzero(~long))
@@ -297,9 +298,7 @@ def _forward_backward_packed(
     """`forward_backward` on chains of any length, packed, one step at a time."""
     emissions = numpy.asarray(emissions, dtype="float64")
     lengths = numpy.asarray(lengths, dtype="int64")
-    transitions = numpy.asarray(transitions, dtype="float64")
-    start = numpy.asarray(start, dtype="float64")
-    end = numpy.asarray(end, dtype="float64")
+    transitions, start, end = _float64(transitions, start, end)
     B, T, K = _check(emissions, lengths)
     packed = pack(lengths, T)
     order, running, off = packed.order, packed.running, packed.offsets

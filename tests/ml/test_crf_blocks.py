@@ -9,9 +9,10 @@ import torch
 
 from spacy_rnn.ml import crf_blocks, crf_numpy
 from spacy_rnn.ml.crf_torch import apply_constraints, scheme_constraints
-from spacy_rnn.schemes import decode_tag_ids, is_valid, tag_set
+from spacy_rnn.schemes import is_valid, tag_set
 
 from test_crf import make_batch
+from test_crf_numpy import entity_rows
 
 THRESHOLD = crf_blocks.THRESHOLD
 
@@ -34,18 +35,6 @@ def constrained_batch(lengths, scheme, temperature=1.0, seed=0, scale=3.0):
     )
     E = (emissions * scale / temperature * mask[:, :, None]).numpy()
     return tags, E, numpy.array(lengths), [x.numpy() for x in masked], constraints
-
-
-def entity_rows(tags_np, L, scheme):
-    """(b, s, e) rows of the entities on the decoded paths."""
-    m = numpy.arange(tags_np.shape[1])[None, :] < L[:, None]
-    chain_last = numpy.zeros(int(L.sum()), dtype=bool)
-    chain_last[numpy.cumsum(L) - 1] = True
-    starts, ends, _ = decode_tag_ids(tags_np[m], chain_last, scheme)
-    chain_of = numpy.repeat(numpy.arange(len(L)), L)
-    offsets = numpy.concatenate([[0], numpy.cumsum(L)[:-1]])
-    first = starts - offsets[chain_of[starts]]
-    return numpy.stack([chain_of[starts], first, first + ends - starts - 1], axis=1)
 
 
 def assert_same_as_sequential(tags, E, L, masked, constraints, scheme):

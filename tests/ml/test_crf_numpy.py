@@ -17,6 +17,18 @@ from spacy_rnn.schemes import decode_tag_ids, is_valid, tag_set, tags_to_spans
 from test_crf import all_paths, bio_tags, biluo_tags, make_batch
 
 
+def entity_rows(tags_np, L, scheme):
+    """(b, s, e) rows of the entities on the decoded paths."""
+    m = numpy.arange(tags_np.shape[1])[None, :] < L[:, None]
+    chain_last = numpy.zeros(int(L.sum()), dtype=bool)
+    chain_last[numpy.cumsum(L) - 1] = True
+    starts, ends, _ = decode_tag_ids(tags_np[m], chain_last, scheme)
+    chain_of = numpy.repeat(numpy.arange(len(L)), L)
+    offsets = numpy.concatenate([[0], numpy.cumsum(L)[:-1]])
+    first = starts - offsets[chain_of[starts]]
+    return numpy.stack([chain_of[starts], first, first + ends - starts - 1], axis=1)
+
+
 @pytest.fixture(autouse=True)
 def package_thread_policy():
     """The torch references below run under the package's thread policy, as
@@ -146,13 +158,7 @@ def test_crf_numpy_matches_torch_on_padded_batches(scheme, temperature):
         # clamped value); those that carry any weight must agree.
         live = want - want.max(axis=1, keepdims=True) > -30
         numpy.testing.assert_allclose(got[live], want[live], rtol=1e-9, atol=1e-7)
-    chain_last = numpy.zeros(int(L.sum()), dtype=bool)
-    chain_last[numpy.cumsum(L) - 1] = True
-    starts, ends, _ = decode_tag_ids(tags_np[m], chain_last, scheme)
-    chain_of = numpy.repeat(numpy.arange(len(L)), L)
-    offsets = numpy.concatenate([[0], numpy.cumsum(L)[:-1]])
-    first = starts - offsets[chain_of[starts]]
-    rows = numpy.stack([chain_of[starts], first, first + ends - starts - 1], axis=1)
+    rows = entity_rows(tags_np, L, scheme)
     assert len(rows) > 100
     got = crf_numpy.span_log_probs(
         fb, E, L, np_masked[0], tags_np, rows, constraints.continues.numpy()

@@ -5,10 +5,10 @@ import pytest
 import spacy
 from helpers import (
     TEXTCAT_DATA,
-    randomize_params,
+    initialized_rnn_textcat,
     rnn_textcat_config,
     textcat_examples,
-    textcat_nlp,
+    rnn_textcat_nlp,
 )
 from spacy.util import registry
 from thinc.api import fix_random_seed
@@ -19,17 +19,11 @@ LABELS = ("POS", "NEG")
 
 
 def _nlp(factory: str = "textcat", **kwargs):
-    model = rnn_textcat_config("v3", exclusive_classes=factory == "textcat", **kwargs)
-    return textcat_nlp(model, factory=factory)
+    return rnn_textcat_nlp("v3", factory, **kwargs)
 
 
 def _initialized(factory: str = "textcat", seed: int = 0, **kwargs):
-    fix_random_seed(seed)
-    nlp = _nlp(factory, **kwargs)
-    examples = textcat_examples(nlp)
-    nlp.initialize(lambda: examples)
-    randomize_params(nlp.get_pipe("textcat").model, seed=seed, scale=0.3)
-    return nlp
+    return initialized_rnn_textcat("v3", factory, seed, **kwargs)
 
 
 def _scores(nlp, texts):

@@ -5,10 +5,10 @@ import pytest
 import spacy
 from helpers import (
     TEXTCAT_DATA,
-    randomize_params,
+    initialized_rnn_textcat,
     rnn_textcat_config,
     textcat_examples,
-    textcat_nlp,
+    rnn_textcat_nlp,
 )
 from spacy.util import registry
 from thinc.api import fix_random_seed
@@ -20,17 +20,11 @@ TEXTS = ["a great and moving film", "dull", "great fun and a tired plot", "film"
 
 
 def _nlp(factory: str = "textcat", **kwargs):
-    model = rnn_textcat_config("v4", exclusive_classes=factory == "textcat", **kwargs)
-    return textcat_nlp(model, factory=factory)
+    return rnn_textcat_nlp("v4", factory, **kwargs)
 
 
 def _initialized(factory: str = "textcat", seed: int = 0, **kwargs):
-    fix_random_seed(seed)
-    nlp = _nlp(factory, **kwargs)
-    examples = textcat_examples(nlp)
-    nlp.initialize(lambda: examples)
-    randomize_params(nlp.get_pipe("textcat").model, seed=seed, scale=0.3)
-    return nlp
+    return initialized_rnn_textcat("v4", factory, seed, **kwargs)
 
 
 def _act(logits, exclusive):
