@@ -482,6 +482,44 @@ def crf_ab(args: argparse.Namespace) -> None:
         print(f"  speed-up of medians: {medians['torch'] / medians['numpy']:.2f}x", flush=True)
 
 
+def directions_ab(args: argparse.Namespace) -> None:
+    """Wall time of `nlp.pipe` with the two directions of our bidirectional
+    layers in turn and side by side (spacy_rnn.ml.threads.run_pair), in one
+    process, alternating; each input also while a second CPU-bound process
+    runs. Checks that both settings give the same entities."""
+    from spacy_rnn.ml import threads
+
+    nlp = spacy.load(args.model)
+    inputs = read_inputs(args.test)
+    for condition in ("idle", "busy"):
+        busy = start_busy_process() if condition == "busy" else None
+        try:
+            for name, data in inputs.items():
+                ents = {}
+                for parallel in (False, True):
+                    threads.set_parallel_directions(parallel)
+                    docs = list(nlp.pipe(make_docs(nlp, data)))
+                    ents[parallel] = [[(e.start, e.end, e.label_) for e in d.ents] for d in docs]
+                assert ents[False] == ents[True], f"{name}: different entities"
+                wps: Dict[bool, List[float]] = {False: [], True: []}
+                for round_ in range(args.rounds):
+                    order = (True, False) if round_ % 2 else (False, True)
+                    for parallel in order:
+                        threads.set_parallel_directions(parallel)
+                        wps[parallel].append(time_pipe(nlp, data))
+                one, two = (statistics.median(wps[k]) for k in (False, True))
+                print(f"{condition} (load {load_average()}), {name}: in turn "
+                      f"{min(wps[False]):,.0f} / {one:,.0f} / {max(wps[False]):,.0f}, "
+                      f"side by side {min(wps[True]):,.0f} / {two:,.0f} / "
+                      f"{max(wps[True]):,.0f} words/s (min / median / max); "
+                      f"{two / one:.2f}x, same entities", flush=True)
+        finally:
+            threads.set_parallel_directions(None)
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -523,6 +561,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=7)
     p.set_defaults(func=crf_ab)
+    p = sub.add_parser("directions-ab",
+                       help="wall time with the BiLSTM directions in turn and side by side")
+    p.add_argument("--model", type=Path, required=True, help="a crf_ner pipeline")
+    p.add_argument("--test", type=Path, default=DATA / "conll2003" / "test.txt")
+    p.add_argument("--rounds", type=int, default=5)
+    p.set_defaults(func=directions_ab)
     args = parser.parse_args(argv)
     if args.command == "run" and args.spacy is None and args.train is None:
         parser.error("run: give --spacy PATH (a trained pipeline) or --train DocBin")

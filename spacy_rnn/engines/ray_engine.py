@@ -35,7 +35,8 @@ from .records import Record, annotate_batch
 from .writer import OrderedWriter, Piece, make_piece
 
 #: Environment set in every worker: the torch thread policy (spacy_rnn.ml.threads).
-THREAD_VARS = ("SPACY_RNN_TORCH_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("SPACY_RNN_TORCH_THREADS", "SPACY_RNN_PARALLEL_DIRECTIONS", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS")
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,8 @@ def run_ray(
                 )
             )
         dataset = ray.data.from_arrow(blocks)
-        env = {"SPACY_RNN_TORCH_THREADS": threads}
+        # each actor reserves one CPU: no second thread for the backward directions
+        env = {"SPACY_RNN_TORCH_THREADS": threads, "SPACY_RNN_PARALLEL_DIRECTIONS": "0"}
         if threads != "torch":
             env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
         shipped = ray.put(_pipeline_bytes(nlp)) if ship_model else None

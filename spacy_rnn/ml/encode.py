@@ -26,6 +26,7 @@ from thinc.types import Floats2d
 from torch.nn.utils.rnn import PackedSequence
 
 from ._torch_util import default_device, flush_denormal, make_shim, run_shim
+from .threads import run_pair
 
 InT = List[Floats2d]
 OutT = List[Floats2d]
@@ -38,6 +39,9 @@ DEFAULT_WINDOW_CONTEXT = 8
 # a bucket of run_dense holds sequences longer than 1 / BUCKET_PADDING of its longest
 BUCKET_PADDING = 2.0
 BUCKET_SLOTS = 8192
+# below this many tokens a batch runs its two directions in turn: handing one
+# to the worker thread costs more than it saves
+PARALLEL_MIN_TOKENS = 64
 
 
 @registry.architectures("spacy_rnn.BiRNNEncoder.v1")
@@ -341,8 +345,9 @@ def run_dense(
         if layer and dropout and rnn.training:
             layer_input = torch.nn.functional.dropout(layer_input, dropout, training=True)
         padded = torch.cat([layer_input, layer_input.new_zeros((1, layer_input.shape[1]))])
-        outputs = []
-        for direction in range(n_dirs):
+
+        def direction_output(direction: int, layer: int = layer,
+                             padded: torch.Tensor = padded) -> torch.Tensor:
             suffix = f"_l{layer}" + ("_reverse" if direction else "")
             weights = [
                 getattr(rnn, f"{name}{suffix}")
@@ -357,9 +362,23 @@ def run_dense(
                 y = vf(x, hx, weights, True, 1, 0.0, rnn.training, False, False)[0]
                 pieces.append(y.reshape(-1, H).index_select(0, bucket.valid))
             rows = plan.backward_rows if direction else plan.forward_rows
-            outputs.append(torch.cat(pieces).index_select(0, rows))
-        layer_input = outputs[0] if n_dirs == 1 else torch.cat(outputs, dim=1)
+            return torch.cat(pieces).index_select(0, rows)
+
+        if n_dirs == 1:
+            layer_input = direction_output(0)
+            continue
+        # the two directions are independent: side by side where the thread
+        # policy allows (threads.run_pair), one after the other for tiny batches
+        pair = run_pair if plan.n_tokens >= PARALLEL_MIN_TOKENS else in_turn
+        outputs = pair(lambda: direction_output(0), lambda: direction_output(1))
+        layer_input = torch.cat(outputs, dim=1)
     return layer_input
+
+
+def in_turn(first: Callable[[], torch.Tensor], second: Callable[[], torch.Tensor]
+            ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(first(), second()), one after the other (run_pair without threads)."""
+    return first(), second()
 
 
 def packing_indices(lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:

@@ -26,18 +26,32 @@ cgroup's CPU quota (a container's `--cpus`). A forked child (spaCy's
 `nlp.pipe(n_process=N)` on Linux) uses one thread: GNU OpenMP deadlocks in a
 child forked after the parent ran OpenMP threads, and N workers share the
 cores anyway.
+
+A second CPU is used another way: the two directions of a bidirectional
+recurrent layer are independent, so `run_pair` runs the backward direction
+in a worker Python thread while the calling thread runs the forward one,
+each with the policy's intra-op threads. Each thread does a whole
+direction's work and the caller waits for the worker without spinning, so
+beside a busy process this loses nothing against one thread, where a second
+OpenMP thread of each small step waits for a core. It is on when the
+process may use at least two CPUs per intra-op thread (`parallel_directions`;
+SPACY_RNN_PARALLEL_DIRECTIONS, `set_parallel_directions` and the
+`spacy_rnn.torch_threads.v2` callback switch it), never in a forked child.
 """
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar, Union
 
 import torch
 from spacy.util import registry
 
 ENV_VAR = "SPACY_RNN_TORCH_THREADS"
 DEFAULT_THREADS = 1
+PARALLEL_ENV_VAR = "SPACY_RNN_PARALLEL_DIRECTIONS"
+DEFAULT_PARALLEL = True
 LEAVE_TO_TORCH = "torch"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -49,6 +63,13 @@ _in_forked_child = False
 # the policy's number, computed once; 0 = not computed, -1 = "torch"
 _cached: int = 0
 _LEAVE = -1
+# the directions switch: None = not set at that level; _parallel_cached None = not computed
+_python_parallel: Optional[bool] = None
+_config_parallel: Optional[bool] = None
+_parallel_cached: Optional[bool] = None
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+T = TypeVar("T")
 
 
 class _ScopeState(threading.local):
@@ -58,6 +79,7 @@ class _ScopeState(threading.local):
 
     depth = 0
     saved = 0
+    in_worker = False  # this thread is run_pair's worker
 
 
 _state = _ScopeState()
@@ -192,10 +214,11 @@ def policy_threads() -> Optional[int]:
 
 
 def refresh() -> None:
-    """Forget the computed number, so the next use reads the environment
-    variable and the CPU limits again."""
-    global _cached
+    """Forget the computed number and directions switch, so the next use
+    reads the environment variables and the CPU limits again."""
+    global _cached, _parallel_cached
     _cached = 0
+    _parallel_cached = None
 
 
 def set_torch_threads(n_threads: Setting) -> None:
@@ -216,6 +239,101 @@ def set_config_torch_threads(n_threads: Setting) -> None:
     _config_setting = None if n_threads is None else parse_setting(
         n_threads, "spacy_rnn.torch_threads.v1: n_threads")
     refresh()
+
+
+def parse_switch(value: Any, source: str) -> bool:
+    """A directions switch as a bool (true/false, 1/0, yes/no, on/off);
+    `source` names where the value came from, for the error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ValueError(f"{source}: expected true or false (1 or 0), got {value!r}")
+
+
+def parallel_directions() -> bool:
+    """Whether our bidirectional layers run their two directions at once, in
+    two Python threads (`run_pair`): the switch (Python, else the environment
+    variable, else the config, else on), and only where the process may use
+    at least two CPUs per intra-op thread of the policy, never with "torch"
+    or in a forked child. Computed once (see `refresh`)."""
+    global _parallel_cached
+    if _parallel_cached is None:
+        if _python_parallel is not None:
+            wanted = _python_parallel
+        elif os.environ.get(PARALLEL_ENV_VAR, "").strip():
+            wanted = parse_switch(os.environ[PARALLEL_ENV_VAR],
+                                  f"environment variable {PARALLEL_ENV_VAR}")
+        elif _config_parallel is not None:
+            wanted = _config_parallel
+        else:
+            wanted = DEFAULT_PARALLEL
+        n_threads = policy_threads()
+        _parallel_cached = bool(
+            wanted and not _in_forked_child and n_threads is not None
+            and available_cpus() >= 2 * n_threads
+        )
+    return _parallel_cached
+
+
+def set_parallel_directions(enabled: Optional[bool]) -> None:
+    """Switch the two-direction threads from Python (True / False), or None to
+    go back to the environment variable, config or default (on). Overrides
+    the environment variable and the config."""
+    global _python_parallel
+    _python_parallel = None if enabled is None else parse_switch(
+        enabled, "set_parallel_directions")
+    refresh()
+
+
+def set_config_parallel_directions(enabled: Optional[bool]) -> None:
+    """The config-level switch (what `spacy_rnn.torch_threads.v2` applies)."""
+    global _config_parallel
+    _config_parallel = None if enabled is None else parse_switch(
+        enabled, "spacy_rnn.torch_threads.v2: parallel_directions")
+    refresh()
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacy-rnn")
+    return _pool
+
+
+def run_pair(first: Callable[[], T], second: Callable[[], T]) -> Tuple[T, T]:
+    """(first(), second()): with `parallel_directions`, `second` runs in the
+    worker thread (with the caller's grad mode and the policy's intra-op
+    threads) while `first` runs here; else one after the other. Each returns
+    exactly what it would alone: the two share no state."""
+    if not parallel_directions() or _state.in_worker:
+        # (in the worker itself, a nested pair would wait for its own thread)
+        return first(), second()
+    grad_enabled = torch.is_grad_enabled()
+
+    def in_worker() -> T:
+        _state.in_worker = True
+        try:
+            with torch.set_grad_enabled(grad_enabled), torch_threads():
+                return second()
+        finally:
+            _state.in_worker = False
+
+    future = _worker_pool().submit(in_worker)
+    try:
+        result = first()
+    except BaseException:
+        future.exception()  # wait: the worker reads the caller's tensors
+        raise
+    return result, future.result()
 
 
 class torch_threads:
@@ -279,10 +397,37 @@ def create_torch_threads_callback(n_threads: Optional[Union[int, str]] = None) -
     return apply_torch_threads
 
 
+@registry.callbacks("spacy_rnn.torch_threads.v2")
+def create_torch_threads_callback_v2(
+    n_threads: Optional[Union[int, str]] = None, parallel_directions: Optional[bool] = None
+) -> Callable:
+    """spacy_rnn.torch_threads.v1 with the directions switch:
+
+        [nlp.before_creation]
+        @callbacks = "spacy_rnn.torch_threads.v2"
+        n_threads = 1
+        parallel_directions = false
+
+    parallel_directions: run the two directions of our bidirectional layers
+        in two threads where two CPUs are free to this process (null: the
+        default, on). SPACY_RNN_PARALLEL_DIRECTIONS and
+        `set_parallel_directions` override it."""
+    apply_threads = create_torch_threads_callback(n_threads)
+    switch = None if parallel_directions is None else parse_switch(
+        parallel_directions, "spacy_rnn.torch_threads.v2: parallel_directions")
+
+    def apply_torch_threads(obj: Any) -> Any:
+        set_config_parallel_directions(switch)
+        return apply_threads(obj)
+
+    return apply_torch_threads
+
+
 def _after_fork_in_child() -> None:
-    global _in_forked_child, _state
+    global _in_forked_child, _state, _pool
     _in_forked_child = True
     _state = _ScopeState()
+    _pool = None  # the parent's worker thread does not exist here
     refresh()
     torch.set_num_threads(1)
 

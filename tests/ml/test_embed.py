@@ -433,3 +433,40 @@ def test_char_lstm_dense_buckets_equal_the_packed_lstm(nlp):
     (expected * torch.from_numpy(G)).sum().backward()
     for name, p in module.named_parameters():
         assert_allclose(dense_grads[name].numpy(), p.grad.numpy(), atol=1e-5, rtol=0)
+
+
+def test_char_lstm_directions_in_two_threads_give_identical_results(nlp, monkeypatch):
+    """The character BiLSTM's two directions side by side (threads.run_pair):
+    bit for bit the encodings and gradients of running them in turn."""
+    from spacy_rnn.ml import threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    from spacy_rnn.ml import encode
+
+    calls = []
+
+    def counted_pair(first, second):
+        calls.append(threads.parallel_directions())
+        return threads.run_pair(first, second)
+
+    monkeypatch.setattr(encode, "run_pair", counted_pair)
+    monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)
+    words = ["Peter", "Blackburn", "lives", "in", "Brussels", ".", "x" * 30] * 4
+    docs = [Doc(nlp.vocab, words=words), Doc(nlp.vocab, words=["EU", "rejects", "German"])]
+    results = {}
+    try:
+        for parallel in (False, True):
+            threads.set_parallel_directions(parallel)
+            fix_random_seed(2)
+            encoder = CharEncoder("lstm", width=6, embed_size=4, max_chars=8, n_rows=60)
+            encoder.initialize()
+            Y, backprop = encoder.begin_update(docs)
+            G = numpy.random.default_rng(3).normal(size=Y.data.shape).astype("float32")
+            backprop(type(Y)(G, Y.lengths))
+            grads = [p.grad.clone() for p in encoder.shims[0]._model.parameters()]
+            results[parallel] = (Y.data.copy(), grads)
+    finally:
+        threads.set_parallel_directions(None)
+    assert calls == [False, True]
+    assert numpy.array_equal(results[False][0], results[True][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[False][1], results[True][1]))

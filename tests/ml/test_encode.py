@@ -475,3 +475,44 @@ def test_encode_dense_buckets_equal_torch_packed(cell, bidirectional, depth):
     plan = dense_plan(numpy.array(lengths), torch.device("cpu"))
     assert [b.steps for b in plan.buckets] == [40, 19, 7, 3, 1]
     assert sum(int(b.valid.shape[0]) for b in plan.buckets) == sum(lengths)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_encode_directions_in_two_threads_give_identical_results(monkeypatch, depth):
+    """With the two directions run side by side (threads.run_pair), outputs,
+    input gradients and the torch parameters' gradients are bit for bit those
+    of running them one after the other."""
+    from spacy_rnn.ml import threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    from spacy_rnn.ml import encode
+
+    calls = []
+
+    def counted_pair(first, second):
+        calls.append(threads.parallel_directions())
+        return threads.run_pair(first, second)
+
+    monkeypatch.setattr(encode, "run_pair", counted_pair)
+    monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)
+    lengths = [4, 40, 1, 0, 7, 19, 2, 3, 12, 30]
+    Xs = make_inputs(lengths, seed=3)
+    G = make_inputs(lengths, nI=8, seed=4)
+    results = {}
+    try:
+        for parallel in (False, True):
+            threads.set_parallel_directions(parallel)
+            assert threads.parallel_directions() is parallel
+            model = make_encoder(8, depth)
+            Ys, backprop = model.begin_update(Xs)
+            dXs = backprop([g.copy() for g in G])
+            grads = [p.grad.clone() for p in model.shims[0]._model.parameters()]
+            results[parallel] = (Ys, dXs, grads, model.predict(Xs))
+    finally:
+        threads.set_parallel_directions(None)
+    # forward and predict, each layer once, per setting
+    assert calls == [False] * (2 * depth) + [True] * (2 * depth)
+    (Y0, dX0, g0, P0), (Y1, dX1, g1, P1) = results[False], results[True]
+    for a, b in zip(Y0 + dX0 + P0, Y1 + dX1 + P1):
+        assert numpy.array_equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))

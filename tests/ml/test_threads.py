@@ -3,7 +3,10 @@ set during a real layer's forward and backprop and the caller's own setting
 is put back after; the environment variable, the config callback (also
 through spacy.load) and Python set it, in that order of precedence upwards;
 the affinity mask and the cgroup CPU quota cap it; "torch" leaves torch
-alone; bad values name their source; a forked child runs one thread."""
+alone; bad values name their source; a forked child runs one thread. The
+two-direction threads (`run_pair`): the second function runs in another
+thread, with the caller's grad mode and the policy's threads, only where two
+CPUs per intra-op thread are free, switched the same three ways."""
 import os
 import subprocess
 import sys
@@ -26,12 +29,17 @@ def clean_policy(monkeypatch):
     """Each test starts from the default policy and torch's own setting, and
     leaves them as it found them."""
     monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv(threads.PARALLEL_ENV_VAR, raising=False)
     before = torch.get_num_threads()
     threads.set_torch_threads(None)
     threads.set_config_torch_threads(None)
+    threads.set_parallel_directions(None)
+    threads.set_config_parallel_directions(None)
     yield
     threads.set_torch_threads(None)
     threads.set_config_torch_threads(None)
+    threads.set_parallel_directions(None)
+    threads.set_config_parallel_directions(None)
     torch.set_num_threads(before)
 
 
@@ -351,3 +359,117 @@ def test_optimizer_update_and_averages_run_with_policy_threads(monkeypatch):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 2
     assert seen == {"finish_update": [1], "load_state_dict": [1, 1]}
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    threads.refresh()
+
+
+def where_they_ran():
+    """run_pair over two functions that record their thread, grad mode and
+    torch threads."""
+    import threading
+
+    def record():
+        return (threading.get_ident(), torch.is_grad_enabled(), torch.get_num_threads())
+
+    with threads.torch_threads():
+        with torch.no_grad():
+            first, second = threads.run_pair(record, record)
+    return first, second
+
+
+def test_run_pair_uses_a_second_thread_with_callers_grad_mode(two_cpus):
+    import threading
+
+    assert threads.parallel_directions()
+    first, second = where_they_ran()
+    assert first[0] == threading.get_ident()
+    assert second[0] != first[0]
+    # the worker has the caller's grad mode (no_grad) and the policy's one thread
+    assert first[1:] == second[1:] == (False, 1)
+
+
+def test_run_pair_in_turn_where_one_cpu_or_switched_off(monkeypatch, two_cpus):
+    threads.set_parallel_directions(False)
+    first, second = where_they_ran()
+    assert first == second
+    threads.set_parallel_directions(None)
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 1)
+    threads.refresh()
+    assert not threads.parallel_directions()
+    first, second = where_they_ran()
+    assert first == second
+    # two CPUs but two intra-op threads each: no room for a second direction thread
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    threads.set_torch_threads(2)
+    assert not threads.parallel_directions()
+    threads.set_torch_threads("torch")
+    assert not threads.parallel_directions()
+
+
+def test_run_pair_passes_exceptions_on(two_cpus):
+    def fails():
+        raise KeyError("second")
+
+    with pytest.raises(KeyError, match="second"):
+        threads.run_pair(lambda: 1, fails)
+    with pytest.raises(KeyError, match="second"):
+        threads.run_pair(fails, lambda: 1)
+    assert threads.run_pair(lambda: 1, lambda: 2) == (1, 2)
+
+
+def test_parallel_switch_precedence_and_bad_values(monkeypatch, two_cpus):
+    marker = object()
+    callback = registry.callbacks.get("spacy_rnn.torch_threads.v2")(
+        n_threads=1, parallel_directions=False)
+    assert callback(marker) is marker
+    assert not threads.parallel_directions()
+    monkeypatch.setenv(threads.PARALLEL_ENV_VAR, "1")
+    threads.refresh()
+    assert threads.parallel_directions()
+    threads.set_parallel_directions(False)
+    assert not threads.parallel_directions()
+    threads.set_parallel_directions(None)
+    monkeypatch.setenv(threads.PARALLEL_ENV_VAR, "maybe")
+    threads.refresh()
+    with pytest.raises(ValueError, match=threads.PARALLEL_ENV_VAR):
+        threads.parallel_directions()
+    with pytest.raises(ValueError, match="parallel_directions"):
+        registry.callbacks.get("spacy_rnn.torch_threads.v2")(parallel_directions="sometimes")
+
+
+PAIR_FORK_SCRIPT = """
+import os, torch
+from spacy_rnn.ml import threads
+threads.available_cpus = lambda *args, **kwargs: 2
+threads.refresh()
+assert threads.parallel_directions()
+threads.run_pair(lambda: torch.ones(10).sum(), lambda: torch.ones(10).sum())
+pid = os.fork()
+if pid == 0:
+    a, b = threads.run_pair(lambda: 1, lambda: 2)
+    print(threads.parallel_directions(), a, b, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_runs_directions_in_turn():
+    result = subprocess.run([sys.executable, "-c", PAIR_FORK_SCRIPT], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "1", "2"]
+
+
+def test_run_pair_nested_in_the_worker_runs_in_turn(two_cpus):
+    import threading
+
+    def inner():
+        return threads.run_pair(threading.get_ident, threading.get_ident)
+
+    here, (worker_first, worker_second) = threads.run_pair(threading.get_ident, inner)
+    assert worker_first == worker_second != here
