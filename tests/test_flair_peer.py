@@ -162,6 +162,26 @@ def test_flair_peer_through_the_harness(tmp_path):
     assert entry["status"] == "ok" and entry["steps"] == 1 and entry["kind"] == "flair"
     assert "model_dir" not in entry and flair_peer.is_flair_model(entry["flair_model"])
     assert 0.0 <= entry["test"]["f1"] <= 1.0 and entry["peak_rss_mb"] > 0
+    # (the work folder is where the run keeps its models, not part of the reproduce command)
     assert entry["command"] == "python -m spacy_rnn benchmark --systems flair-ner " + \
-        f"--output {tmp_path / 'out'} --work {tmp_path / 'work'} --max-steps 1"
+        f"--output {tmp_path / 'out'} --max-steps 1"
     assert (settings.output / "scores" / "flair-ner-test.json").exists()
+
+
+@pytest.mark.parametrize("task", ["ner", "sentiment"])
+def test_flair_dev_evaluation_keeps_no_stale_embeddings(tmp_path, task):
+    """Flair's trainer scores dev after each epoch under no_grad; with its default
+    embeddings_storage_mode "cpu" the embeddings computed there stay on the dev
+    sentences, and later epochs score dev with those of the first evaluation (the
+    DocumentRNNEmbeddings vectors, the CharacterEmbeddings), so the dev curve and
+    the choice of the best epoch are not those of the saved model. The settings
+    store none: after an epoch and its dev evaluation, no dev sentence holds one."""
+    docs = ner_docs(Vocab()) if task == "ner" else textcat_docs(Vocab())
+    corpus = flair_peer.build_corpus(task, docs, docs, tmp_path / "corpus")
+    model = flair_peer.build_model(task, corpus)
+    meta = flair_peer.train_model(task, model, corpus, tmp_path / "flair", max_epochs=1)
+    assert meta["trainer_settings"]["embeddings_storage_mode"] == "none"
+    assert meta["epochs"] == 1
+    dev = list(corpus.dev)
+    stored = [s for s in dev if s._embeddings or any(t._embeddings for t in s)]
+    assert not stored, f"{len(stored)} of {len(dev)} dev sentences keep embeddings"

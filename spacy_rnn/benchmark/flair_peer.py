@@ -42,7 +42,15 @@ PURPOSE = "The Flair peer system of the benchmark"
 #: Classification Model"): DocumentRNNEmbeddings(word_embeddings, hidden_size=256) and
 #: trainer.train(learning_rate=0.1, mini_batch_size=32, anneal_factor=0.5, patience=5,
 #: max_epochs=150). The trainer's other defaults (SGD, anneal on the dev score,
-#: min_learning_rate 1e-4) stay as Flair sets them.
+#: min_learning_rate 1e-4) stay as Flair sets them, but one: embeddings_storage_mode
+#: "none" instead of "cpu". With "cpu", the dev evaluation (run under no_grad, so
+#: nothing looks trainable to flair's store_embeddings) leaves each dev sentence's
+#: embeddings stored on it, and as flair's `Embeddings.embed` skips what is already
+#: there, every later epoch scores dev with the embeddings of the first evaluation:
+#: the document vectors of DocumentRNNEmbeddings, the CharacterEmbeddings of
+#: SequenceTagger. Its dev scores, and so its choice of the best epoch, are then not
+#: those of the model it saves (an SST-2 + GloVe run logged dev 70.53 at epoch 2 for
+#: a saved model that scores 66.63).
 FLAIR_SETTINGS: Dict[str, Dict[str, Any]] = {
     "ner": {
         "hidden_size": 256,
@@ -51,6 +59,7 @@ FLAIR_SETTINGS: Dict[str, Dict[str, Any]] = {
         "max_epochs": 150,
         "anneal_factor": 0.5,
         "patience": 3,
+        "embeddings_storage_mode": "none",
     },
     "sentiment": {
         "hidden_size": 256,
@@ -59,6 +68,7 @@ FLAIR_SETTINGS: Dict[str, Dict[str, Any]] = {
         "max_epochs": 150,
         "anneal_factor": 0.5,
         "patience": 5,
+        "embeddings_storage_mode": "none",
     },
 }
 #: Width of the trainable word embedding built from the training vocabulary when no
