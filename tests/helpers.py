@@ -295,6 +295,27 @@ def run_probe(code: str, *args: str, timeout: float = 600) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# --------------------------------------------------------------------------- threads
+
+
+def count_direction_pairs(monkeypatch: Any) -> List[bool]:
+    """Let our bidirectional layers run their two directions side by side (two
+    CPUs for the thread policy, batches of any size) and RETURN the list to
+    which each layer's call appends whether it did (`threads.run_pair`)."""
+    from spacy_rnn.ml import encode, threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
+    calls: List[bool] = []
+
+    def counted_pair(first: Any, second: Any) -> Any:
+        calls.append(threads.parallel_directions())
+        return threads.run_pair(first, second)
+
+    monkeypatch.setattr(encode, "run_pair", counted_pair)
+    monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)
+    return calls
+
+
 # --------------------------------------------------------------------------- weights
 
 

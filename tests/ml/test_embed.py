@@ -438,19 +438,10 @@ def test_char_lstm_dense_buckets_equal_the_packed_lstm(nlp):
 def test_char_lstm_directions_in_two_threads_give_identical_results(nlp, monkeypatch):
     """The character BiLSTM's two directions side by side (threads.run_pair):
     bit for bit the encodings and gradients of running them in turn."""
+    from helpers import count_direction_pairs
     from spacy_rnn.ml import threads
 
-    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
-    from spacy_rnn.ml import encode
-
-    calls = []
-
-    def counted_pair(first, second):
-        calls.append(threads.parallel_directions())
-        return threads.run_pair(first, second)
-
-    monkeypatch.setattr(encode, "run_pair", counted_pair)
-    monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)
+    calls = count_direction_pairs(monkeypatch)
     words = ["Peter", "Blackburn", "lives", "in", "Brussels", ".", "x" * 30] * 4
     docs = [Doc(nlp.vocab, words=words), Doc(nlp.vocab, words=["EU", "rejects", "German"])]
     results = {}

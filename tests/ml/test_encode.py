@@ -482,19 +482,10 @@ def test_encode_directions_in_two_threads_give_identical_results(monkeypatch, de
     """With the two directions run side by side (threads.run_pair), outputs,
     input gradients and the torch parameters' gradients are bit for bit those
     of running them one after the other."""
+    from helpers import count_direction_pairs
     from spacy_rnn.ml import threads
 
-    monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
-    from spacy_rnn.ml import encode
-
-    calls = []
-
-    def counted_pair(first, second):
-        calls.append(threads.parallel_directions())
-        return threads.run_pair(first, second)
-
-    monkeypatch.setattr(encode, "run_pair", counted_pair)
-    monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)
+    calls = count_direction_pairs(monkeypatch)
     lengths = [4, 40, 1, 0, 7, 19, 2, 3, 12, 30]
     Xs = make_inputs(lengths, seed=3)
     G = make_inputs(lengths, nI=8, seed=4)

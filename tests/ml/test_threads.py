@@ -318,12 +318,17 @@ os.waitpid(pid, 0)
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_child_runs_one_thread():
-    result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
+def run_fork_script(script: str):
+    """The words a script that forks prints (its child prints them)."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True,
                             text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["1", "1", "1"]
+    return result.stdout.split()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_runs_one_thread():
+    assert run_fork_script(FORK_SCRIPT) == ["1", "1", "1"]
 
 
 def test_optimizer_update_and_averages_run_with_policy_threads(monkeypatch):
@@ -459,10 +464,7 @@ os.waitpid(pid, 0)
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_runs_directions_in_turn():
-    result = subprocess.run([sys.executable, "-c", PAIR_FORK_SCRIPT], capture_output=True,
-                            text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["False", "1", "2"]
+    assert run_fork_script(PAIR_FORK_SCRIPT) == ["False", "1", "2"]
 
 
 def test_run_pair_nested_in_the_worker_runs_in_turn(two_cpus):
