@@ -307,9 +307,9 @@ def count_direction_pairs(monkeypatch: Any) -> List[bool]:
     monkeypatch.setattr(threads, "available_cpus", lambda *args, **kwargs: 2)
     calls: List[bool] = []
 
-    def counted_pair(first: Any, second: Any) -> Any:
-        calls.append(threads.parallel_directions())
-        return threads.run_pair(first, second)
+    def counted_pair(first: Any, second: Any, threaded: bool = True) -> Any:
+        calls.append(threaded and threads.parallel_directions())
+        return threads.run_pair(first, second, threaded)
 
     monkeypatch.setattr(encode, "run_pair", counted_pair)
     monkeypatch.setattr(encode, "PARALLEL_MIN_TOKENS", 1)

@@ -369,16 +369,10 @@ def run_dense(
             continue
         # the two directions are independent: side by side where the thread
         # policy allows (threads.run_pair), one after the other for tiny batches
-        pair = run_pair if plan.n_tokens >= PARALLEL_MIN_TOKENS else in_turn
-        outputs = pair(lambda: direction_output(0), lambda: direction_output(1))
+        outputs = run_pair(lambda: direction_output(0), lambda: direction_output(1),
+                           threaded=plan.n_tokens >= PARALLEL_MIN_TOKENS)
         layer_input = torch.cat(outputs, dim=1)
     return layer_input
-
-
-def in_turn(first: Callable[[], torch.Tensor], second: Callable[[], torch.Tensor]
-            ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(first(), second()), one after the other (run_pair without threads)."""
-    return first(), second()
 
 
 def packing_indices(lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:

@@ -309,12 +309,15 @@ def _worker_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def run_pair(first: Callable[[], T], second: Callable[[], T]) -> Tuple[T, T]:
-    """(first(), second()): with `parallel_directions`, `second` runs in the
-    worker thread (with the caller's grad mode and the policy's intra-op
+def run_pair(
+    first: Callable[[], T], second: Callable[[], T], threaded: bool = True
+) -> Tuple[T, T]:
+    """(first(), second()): with `parallel_directions` (and `threaded`: the
+    caller's say that the work is large enough to hand over), `second` runs in
+    the worker thread (with the caller's grad mode and the policy's intra-op
     threads) while `first` runs here; else one after the other. Each returns
     exactly what it would alone: the two share no state."""
-    if not parallel_directions() or _state.in_worker:
+    if not threaded or not parallel_directions() or _state.in_worker:
         # (in the worker itself, a nested pair would wait for its own thread)
         return first(), second()
     grad_enabled = torch.is_grad_enabled()

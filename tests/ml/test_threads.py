@@ -475,3 +475,10 @@ def test_run_pair_nested_in_the_worker_runs_in_turn(two_cpus):
 
     here, (worker_first, worker_second) = threads.run_pair(threading.get_ident, inner)
     assert worker_first == worker_second != here
+
+
+def test_run_pair_not_threaded_when_the_caller_says_so(two_cpus):
+    import threading
+
+    here, there = threads.run_pair(threading.get_ident, threading.get_ident, threaded=False)
+    assert here == there == threading.get_ident()
