@@ -160,10 +160,15 @@ def test_textcat_rnn_train_config_dev_score_rises(sst2_dir, repo_root, tmp_path)
     train_nlp(nlp, tmp_path / "output")
     print("dev cats_score per evaluation:", [round(x, 3) for x in scores])
     assert len(scores) >= 3
-    assert max(scores[1:]) >= scores[0] + 0.15, scores
-    assert scores[-1] > scores[0], scores
     # The dev slice is 105 NEG / 95 POS: a constant label scores a macro F of
-    # 0.34 at most; measured at the last evaluation: 0.63.
+    # 0.34 at most. Measured with seeds 0-4 (this setup, 120 steps): the
+    # untrained model (first evaluation) scores 0.385-0.542; the best later
+    # evaluation 0.612-0.687 with RNNTextCat.v3 and 0.619-0.660 with v4, a climb
+    # of 0.144-0.260 and 0.110-0.236; the config's seed with v4: 0.485 -> 0.619,
+    # last 0.594. The floor of 0.60 lies above every untrained score.
+    assert max(scores[1:]) >= scores[0] + 0.10, scores
+    assert max(scores) >= 0.60, scores
+    assert scores[-1] > scores[0], scores
     assert scores[-1] >= 0.55, scores
     best = spacy.load(tmp_path / "output" / "model-best")
     pooling = config["components"]["textcat"]["model"]["pooling"]
