@@ -175,12 +175,13 @@ def test_results_merge_and_report(tmp_path):
         _entry("trec", "spacy-default", 0, 0.85, 0.88),
         _entry("trec", "textcat_bilstm", 0, 0.86, 0.90),
         _entry("wikiann-de", "ner_bilstm_crf", 0, 0.80, 0.79, task="ner"),
+        _entry("wikiann-de", "spacy-default", 0, 0.70, 0.71, task="ner"),
     ]
     for entry in runs:  # one process each, as parallel runs merge
         key = gen.run_key(entry["corpus"], entry["system"], entry["seed"])
         save_results({"version": 1, "systems": {key: entry}}, path, names=[key])
     results = load_results(path)
-    assert len(results["systems"]) == 6
+    assert len(results["systems"]) == 7
     summary = gen.summarise(results)
     row = summary[("cr", "textcat_bilstm")]
     assert row["seeds"] == [0, 1] and row["dev"] == pytest.approx(0.79)
@@ -195,6 +196,8 @@ def test_results_merge_and_report(tmp_path):
     # candidates compared on the corpora all of them ran on
     assert "| system | cr | trec | mean over cr, trec | mean, own |" in md
     assert "| textcat_bilstm | 79.00 (2) | 86.00 (1) | 82.50 | 82.50 |" in md
+    # spaCy's default NER run is not a text classifier's score
+    assert "| spacy-default | 82.00 (1) | 85.00 (1) | 83.50 | 83.50 |" in md
     written = gen.write_generalization_report(results, tmp_path)
     assert written[0].read_text(encoding="utf8") == md
     if len(written) > 1:

@@ -535,7 +535,9 @@ def candidate_rows(
     """The text classifiers' dev accuracy per corpus (mean over seeds, seeds in
     brackets), their mean over the corpora every one of them ran on (so that
     the means compare), and over all the corpora each ran on."""
-    systems = sorted({s for (_, s), r in summary.items() if r["task"] == "textcat"},
+    # spaCy's default runs on both tasks: only its text-classification rows count here
+    summary = {key: r for key, r in summary.items() if r["task"] == "textcat"}
+    systems = sorted({s for (_, s) in summary},
                      key=lambda s: list(SYSTEMS).index(s) if s in SYSTEMS else len(SYSTEMS))
     corpora = [c for c in CORPORA if any((c, s) in summary for s in systems)]
     if len(systems) < 2 or not corpora:
